@@ -1,0 +1,76 @@
+// Package telemetry owns the process's observability plumbing: the Prometheus
+// registry and its HTTP listener (/metrics, /healthz, /readyz) and the slog setup.
+package telemetry
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+)
+
+// MetricsConfig is the `metrics:` section.
+type MetricsConfig struct {
+	// Addr is the dedicated listener for /metrics, /healthz and /readyz. Empty disables it.
+	Addr string `yaml:"addr"`
+}
+
+// DefaultMetricsConfig listens on all interfaces so that Prometheus and ECS health checks reach it.
+func DefaultMetricsConfig() MetricsConfig { return MetricsConfig{Addr: ":9102"} }
+
+// Validate checks the listener address.
+func (c MetricsConfig) Validate() error {
+	if c.Addr == "" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("metrics.addr %q is not host:port (%v): set metrics.addr (env APIGW_CONNECTOR_METRICS_ADDR) to e.g. \":9102\" or \"127.0.0.1:9102\"", c.Addr, err)
+	}
+	return nil
+}
+
+// LogConfig is the `log:` section.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // json or text
+	// RepeatInterval rate-limits identical messages: the same message at the same
+	// level is written at most once per interval, with a count of the suppressed ones.
+	RepeatInterval time.Duration `yaml:"repeat_interval"`
+}
+
+// DefaultLogConfig is JSON at info, as log shippers expect.
+func DefaultLogConfig() LogConfig {
+	return LogConfig{Level: "info", Format: "json", RepeatInterval: 10 * time.Second}
+}
+
+// Validate checks level and format.
+func (c LogConfig) Validate() error {
+	if _, err := ParseLevel(c.Level); err != nil {
+		return fmt.Errorf("log.level: %w: set log.level (env APIGW_CONNECTOR_LOG_LEVEL) to debug, info, warn or error", err)
+	}
+	switch strings.ToLower(c.Format) {
+	case "json", "text":
+	default:
+		return fmt.Errorf("log.format %q is unknown: set log.format (env APIGW_CONNECTOR_LOG_FORMAT) to json or text", c.Format)
+	}
+	if c.RepeatInterval < 0 {
+		return fmt.Errorf("log.repeat_interval must not be negative, got %s: set log.repeat_interval to e.g. 10s (0 disables rate limiting)", c.RepeatInterval)
+	}
+	return nil
+}
+
+// ParseLevel parses a slog level name.
+func ParseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info", "":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("unknown level %q", s)
+}
