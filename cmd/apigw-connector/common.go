@@ -1,0 +1,70 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/wallarm/apigw-connector/pkg/config"
+	"github.com/wallarm/apigw-connector/pkg/telemetry"
+)
+
+// commonFlags are accepted by every command that reads the configuration.
+type commonFlags struct {
+	configPath  string
+	metricsAddr string
+	logFormat   string
+	logLevel    string
+}
+
+func (c *commonFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.configPath, "config", "", "YAML configuration file (optional; env "+config.EnvConfigFile+")")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "listener for /metrics, /healthz, /readyz (overrides metrics.addr, default \":9102\"; \"off\" disables)")
+	fs.StringVar(&c.logFormat, "log-format", "", "json or text (overrides log.format)")
+	fs.StringVar(&c.logLevel, "log-level", "", "debug, info, warn, error (overrides log.level)")
+}
+
+// load reads the configuration and applies the flags, which win over the environment.
+func (c *commonFlags) load() (config.Config, error) {
+	cfg, err := config.LoadFromOS(c.configPath)
+	if err != nil {
+		return cfg, err
+	}
+	if c.metricsAddr == "off" {
+		cfg.Metrics.Addr = ""
+	} else if c.metricsAddr != "" {
+		cfg.Metrics.Addr = c.metricsAddr
+	}
+	if c.logFormat != "" {
+		cfg.Log.Format = c.logFormat
+	}
+	if c.logLevel != "" {
+		cfg.Log.Level = c.logLevel
+	}
+	return cfg, nil
+}
+
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return errUsage
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return nil
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	if w == nil {
+		w = os.Stderr
+	}
+	return telemetry.NewLogger(cfg.Log, w).With("version", version)
+}

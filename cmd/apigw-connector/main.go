@@ -1,0 +1,116 @@
+// Command apigw-connector turns API Gateway access logs (CloudWatch Logs
+// subscription data on Kinesis or Firehose, or exported files) into API calls
+// delivered to the Wallarm Native Node.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Stamped at build time through -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = "dev"
+	commit  = "unknown"
+)
+
+// errUsage marks a command-line mistake: exit code 2.
+var errUsage = errors.New("usage")
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+const usage = `apigw-connector: API Gateway access logs -> Wallarm Native Node
+
+Usage:
+  apigw-connector run          [--config FILE] [--metrics-addr ADDR]   consume Kinesis or Firehose (source.type)
+  apigw-connector replay       [--config FILE] [FILE...|-]             forward exported access logs or CloudWatch Logs documents
+  apigw-connector devnode      [--listen 127.0.0.1:5050] [--fail-for D] [--latency D]   a local stand-in for the node
+  apigw-connector generate     [flags]                                 realistic API Gateway traffic (stdout, files or a Kinesis stream)
+  apigw-connector check-config [--config FILE] [--list]                print the effective settings (secrets redacted) and validate them
+  apigw-connector healthcheck  [--addr 127.0.0.1:9102]                 exit 0 when the local /healthz answers (container health checks)
+  apigw-connector version
+
+Every setting can also be given as an environment variable: APIGW_CONNECTOR_<PATH_IN_UPPER_SNAKE>
+(node.url -> APIGW_CONNECTOR_NODE_URL); X_NODE_URL and X_NODE_SCHEME work as in the official Lambda.
+`
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	var err error
+	switch args[0] {
+	case "run":
+		err = cmdRun(ctx, args[1:], stderr)
+	case "replay":
+		err = cmdReplay(ctx, args[1:], stdin, stdout, stderr)
+	case "devnode":
+		err = cmdDevnode(ctx, args[1:], stdout, stderr)
+	case "generate":
+		err = cmdGenerate(ctx, args[1:], stdout, stderr)
+	case "check-config":
+		err = cmdCheckConfig(args[1:], stdout, stderr)
+	case "healthcheck":
+		err = cmdHealthcheck(ctx, args[1:], stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintf(stdout, "apigw-connector %s (commit %s)\n", version, commit)
+	case "help", "--help", "-h":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err != nil {
+		if errors.Is(err, errUsage) {
+			return 2
+		}
+		var ee exitError
+		if errors.As(err, &ee) {
+			if ee.msg != "" {
+				fmt.Fprintln(stderr, ee.msg)
+			}
+			return ee.code
+		}
+		fmt.Fprintf(stderr, "apigw-connector %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+// exitError carries a specific exit code.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d: %s", e.code, e.msg) }
+
+// signalContext is cancelled on the first SIGTERM/SIGINT (graceful stop);
+// a second signal exits at once, as operators expect of Ctrl-C twice.
+func signalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		select {
+		case <-ch:
+			cancel()
+		case <-ctx.Done():
+			return
+		}
+		<-ch
+		fmt.Fprintln(os.Stderr, "second signal: exiting now")
+		os.Exit(130)
+	}()
+	return ctx, func() { signal.Stop(ch); cancel() }
+}

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wallarm/apigw-connector/internal/app"
+	"github.com/wallarm/apigw-connector/pkg/pipeline"
+	"github.com/wallarm/apigw-connector/pkg/source/file"
+	"github.com/wallarm/apigw-connector/pkg/telemetry"
+)
+
+func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("replay", stderr)
+	var cf commonFlags
+	cf.register(fs)
+	grace := fs.Duration("grace", 10*time.Second, "on SIGTERM/SIGINT, how long in-flight calls may still settle")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: apigw-connector replay [flags] [FILE...|-]\n\nForwards access-log lines (JSON per line, gzip or plain, optional export timestamp)\nor CloudWatch Logs subscription documents (gzip or JSON) to the node. No FILE or - reads stdin.")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	metricsFlag := cf.metricsAddr
+	cfg, err := cf.load()
+	if err != nil {
+		return exitError{code: 1, msg: "invalid configuration: " + err.Error()}
+	}
+	if metricsFlag == "" {
+		cfg.Metrics.Addr = "" // a one-shot command listens only when asked to
+	}
+	if err := cfg.Validate(); err != nil {
+		return exitError{code: 1, msg: "invalid configuration: " + err.Error()}
+	}
+	log := newLogger(cfg, stderr)
+	reg := telemetry.NewRegistry()
+	core, err := app.NewCore(cfg, reg, log)
+	if err != nil {
+		return err
+	}
+	if cfg.Metrics.Addr != "" {
+		tel := telemetry.NewServer(cfg.Metrics.Addr, reg, log)
+		if err := tel.Start(ctx); err != nil {
+			return err
+		}
+		defer tel.Shutdown(context.Background())
+	}
+	if err := core.Start(ctx); err != nil {
+		return err
+	}
+
+	// Delivery outlives the signal by the grace period, so in-flight calls
+	// can finish; what is still pending then is reported as undelivered.
+	deliverCtx, cancelDeliver := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelDeliver()
+	stopGrace := context.AfterFunc(ctx, func() {
+		log.Warn("signal received: reading stopped, letting in-flight calls settle", "grace", *grace)
+		time.AfterFunc(*grace, cancelDeliver)
+	})
+	defer stopGrace()
+
+	start := time.Now()
+	var (
+		mu    sync.Mutex
+		total pipeline.Outcome
+		wg    sync.WaitGroup
+	)
+	settlements := make(chan *pipeline.Settlement, 1024)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for s := range settlements {
+			o := s.Outcome()
+			mu.Lock()
+			total = addOutcome(total, o)
+			mu.Unlock()
+		}
+	}()
+	emit := func(b pipeline.Batch) error {
+		s, err := core.Pipeline.Submit(deliverCtx, b)
+		if err != nil {
+			return err
+		}
+		settlements <- s
+		return ctx.Err() // stop reading on the first signal
+	}
+
+	names := fs.Args()
+	if len(names) == 0 {
+		names = []string{"-"}
+	}
+	var readErr error
+	opts := file.DefaultOptions()
+	opts.MaxDocumentBytes = cfg.Decode.MaxDecompressedBytes
+	for _, name := range names {
+		if ctx.Err() != nil {
+			break
+		}
+		var r io.Reader = stdin
+		label := "stdin"
+		if name != "-" {
+			f, err := os.Open(name)
+			if err != nil {
+				readErr = fmt.Errorf("open %s: %w", name, err)
+				break
+			}
+			r, label = f, name
+			_, err = file.Read(ctx, label, r, opts, emit)
+			f.Close()
+			if err != nil && ctx.Err() == nil {
+				readErr = err
+				break
+			}
+			continue
+		}
+		if _, err := file.Read(ctx, label, r, opts, emit); err != nil && ctx.Err() == nil {
+			readErr = err
+			break
+		}
+	}
+	close(settlements)
+	wg.Wait()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), *grace+5*time.Second)
+	defer cancel()
+	_ = core.Shutdown(shutdownCtx)
+	elapsed := time.Since(start)
+
+	printSummary(stdout, total, reg, elapsed)
+	switch {
+	case readErr != nil:
+		return readErr
+	case total.Abandoned > 0:
+		return exitError{code: 1, msg: fmt.Sprintf("replay incomplete: %d calls were not delivered (interrupted or node unreachable); replay the input again: delivery is at-least-once", total.Abandoned)}
+	case total.Rejected > 0:
+		return exitError{code: 1, msg: fmt.Sprintf("replay finished with %d calls permanently rejected by the node (see rejected by code above)", total.Rejected)}
+	case ctx.Err() != nil:
+		return exitError{code: 1, msg: "replay interrupted before the end of the input"}
+	}
+	return nil
+}
+
+func addOutcome(a, b pipeline.Outcome) pipeline.Outcome {
+	a.Records += b.Records
+	a.DecodeErrors += b.DecodeErrors
+	a.Events += b.Events
+	a.ParseErrors += b.ParseErrors
+	a.Calls += b.Calls
+	a.Filtered += b.Filtered
+	a.Duplicates += b.Duplicates
+	a.Delivered += b.Delivered
+	a.Rejected += b.Rejected
+	a.Abandoned += b.Abandoned
+	return a
+}
+
+func printSummary(w io.Writer, o pipeline.Outcome, g prometheus.Gatherer, elapsed time.Duration) {
+	rate := 0.0
+	if s := elapsed.Seconds(); s > 0 {
+		rate = float64(o.Delivered) / s
+	}
+	fmt.Fprintf(w, "replay summary\n")
+	fmt.Fprintf(w, "  lines read:      %d\n", o.Events)
+	fmt.Fprintf(w, "  calls parsed:    %d\n", o.Calls)
+	fmt.Fprintf(w, "  delivered:       %d (%.0f calls/s over %s)\n", o.Delivered, rate, elapsed.Round(time.Millisecond))
+	fmt.Fprintf(w, "  rejected:        %d%s\n", o.Rejected, labelsOf(g, "apigw_connector_node_rejected_total", "code"))
+	fmt.Fprintf(w, "  undelivered:     %d\n", o.Abandoned)
+	fmt.Fprintf(w, "  filtered:        %d\n", o.Filtered)
+	fmt.Fprintf(w, "  parse errors:    %d%s\n", o.ParseErrors, labelsOf(g, "apigw_connector_parse_errors_total", "reason"))
+	fmt.Fprintf(w, "  decode errors:   %d%s\n", o.DecodeErrors, labelsOf(g, "apigw_connector_decode_errors_total", "reason"))
+	fmt.Fprintf(w, "  retries:         %.0f%s\n", sumOf(g, "apigw_connector_node_retries_total"), labelsOf(g, "apigw_connector_node_retries_total", "reason"))
+}
+
+// labelsOf renders a counter's non-zero values by one label, e.g. " (400=2, 415=1)".
+func labelsOf(g prometheus.Gatherer, name, label string) string {
+	mfs, err := g.Gather()
+	if err != nil {
+		return ""
+	}
+	var parts []string
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			v := m.GetCounter().GetValue()
+			if v == 0 {
+				continue
+			}
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label {
+					parts = append(parts, fmt.Sprintf("%s=%.0f", lp.GetValue(), v))
+				}
+			}
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	sort.Strings(parts)
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+func sumOf(g prometheus.Gatherer, name string) float64 {
+	mfs, err := g.Gather()
+	if err != nil {
+		return 0
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}

@@ -1,0 +1,180 @@
+// Package config loads the connector's settings: defaults, then one optional
+// YAML file, then environment overrides, then validation. Every setting has
+// an override named APIGW_CONNECTOR_ + its YAML path in upper snake case;
+// the official Lambda connector's X_NODE_URL and X_NODE_SCHEME work too.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/wallarm/apigw-connector/pkg/accesslog"
+	"github.com/wallarm/apigw-connector/pkg/cwlogs"
+	"github.com/wallarm/apigw-connector/pkg/node"
+	"github.com/wallarm/apigw-connector/pkg/pipeline"
+	"github.com/wallarm/apigw-connector/pkg/source/firehose"
+	"github.com/wallarm/apigw-connector/pkg/source/kinesis"
+	"github.com/wallarm/apigw-connector/pkg/telemetry"
+)
+
+// EnvPrefix starts every environment override.
+const EnvPrefix = "APIGW_CONNECTOR_"
+
+// EnvConfigFile names the YAML file when --config is not given.
+const EnvConfigFile = EnvPrefix + "CONFIG"
+
+// Source types of `run`.
+const (
+	SourceKinesis  = "kinesis"
+	SourceFirehose = "firehose"
+)
+
+// Config is the whole of the connector's settings.
+type Config struct {
+	Source    SourceConfig            `yaml:"source"`
+	Node      node.Config             `yaml:"node"`
+	Pipeline  pipeline.Config         `yaml:"pipeline"`
+	Decode    DecodeConfig            `yaml:"decode"`
+	AccessLog AccessLogConfig         `yaml:"access_log"`
+	Kinesis   kinesis.Config          `yaml:"kinesis"`
+	Firehose  firehose.Config         `yaml:"firehose"`
+	Metrics   telemetry.MetricsConfig `yaml:"metrics"`
+	Log       telemetry.LogConfig     `yaml:"log"`
+}
+
+// SourceConfig selects what `run` consumes.
+type SourceConfig struct {
+	Type string `yaml:"type"` // kinesis or firehose
+}
+
+// DecodeConfig is the `decode:` section.
+type DecodeConfig struct {
+	// MaxDecompressedBytes caps one record's decompressed size: a gzip bomb
+	// stops here with a clear error instead of exhausting memory.
+	MaxDecompressedBytes int64 `yaml:"max_decompressed_bytes"`
+}
+
+// AccessLogConfig is the `access_log:` section.
+type AccessLogConfig struct {
+	// Fields maps each APICall field to the access-log keys tried in order.
+	Fields accesslog.Mapping `yaml:"fields"`
+}
+
+// Default returns every setting at its default.
+func Default() Config {
+	return Config{
+		Source:    SourceConfig{Type: SourceKinesis},
+		Node:      node.DefaultConfig(),
+		Pipeline:  pipeline.DefaultConfig(),
+		Decode:    DecodeConfig{MaxDecompressedBytes: 64 << 20},
+		AccessLog: AccessLogConfig{Fields: accesslog.DefaultMapping()},
+		Kinesis:   kinesis.DefaultConfig(),
+		Firehose:  firehose.DefaultConfig(),
+		Metrics:   telemetry.DefaultMetricsConfig(),
+		Log:       telemetry.DefaultLogConfig(),
+	}
+}
+
+// Load builds the effective configuration: defaults, the YAML file at path
+// (optional: "" means none, unless APIGW_CONNECTOR_CONFIG names one), the
+// environment as seen through getenv/environ, then derived values. It does
+// not validate: call Validate or ValidateForRun.
+func Load(path string, getenv func(string) string, environ []string) (Config, error) {
+	cfg := Default()
+	if path == "" {
+		path = getenv(EnvConfigFile)
+	}
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, fmt.Errorf("read config file: %w (pass an existing file with --config or %s)", err, EnvConfigFile)
+		}
+		if err := decodeYAML(data, &cfg); err != nil {
+			return cfg, fmt.Errorf("config file %s: %w", path, err)
+		}
+	}
+	// The official Lambda's variables fill node.url when nothing more
+	// specific is set, so the same environment drives both connectors.
+	if cfg.Node.URL == "" && getenv(EnvPrefix+"NODE_URL") == "" {
+		if u := legacyNodeURL(getenv("X_NODE_URL"), getenv("X_NODE_SCHEME")); u != "" {
+			cfg.Node.URL = u
+		}
+	}
+	if err := applyEnv(&cfg, getenv, environ); err != nil {
+		return cfg, err
+	}
+	cfg.Pipeline.Workers = cfg.Node.Concurrency
+	return cfg, nil
+}
+
+// LoadFromOS is Load with the process environment.
+func LoadFromOS(path string) (Config, error) {
+	return Load(path, os.Getenv, os.Environ())
+}
+
+func legacyNodeURL(host, scheme string) string {
+	host = strings.TrimSpace(host)
+	if host == "" {
+		return ""
+	}
+	if strings.Contains(host, "://") {
+		return host
+	}
+	scheme = strings.ToLower(strings.TrimSpace(scheme))
+	if scheme == "" {
+		scheme = "https"
+	}
+	return scheme + "://" + host
+}
+
+func decodeYAML(data []byte, cfg *Config) error {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true) // a typo in a key must not silently keep the default
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("parse YAML: %w (keys are listed in configs/apigw-connector.yaml)", err)
+	}
+	return nil
+}
+
+// Validate checks the settings every command uses (node, pipeline, decoding,
+// parsing, telemetry).
+func (c Config) Validate() error {
+	if c.Decode.MaxDecompressedBytes < 1024 {
+		return fmt.Errorf("decode.max_decompressed_bytes must be at least 1024, got %d: set decode.max_decompressed_bytes (env %sDECODE_MAX_DECOMPRESSED_BYTES), default 67108864 (64 MiB)", c.Decode.MaxDecompressedBytes, EnvPrefix)
+	}
+	for _, v := range []interface{ Validate() error }{c.Node, c.Pipeline, c.AccessLog.Fields, c.Metrics, c.Log} {
+		if err := v.Validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ValidateForRun also checks the selected source's section.
+func (c Config) ValidateForRun() error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	switch c.Source.Type {
+	case SourceKinesis:
+		return c.Kinesis.Validate()
+	case SourceFirehose:
+		return c.Firehose.Validate()
+	default:
+		return fmt.Errorf("source.type %q is unknown: set source.type (env %sSOURCE_TYPE) to %q or %q", c.Source.Type, EnvPrefix, SourceKinesis, SourceFirehose)
+	}
+}
+
+// DecoderOptions maps the decode section onto the decoder's options.
+func (c Config) DecoderOptions() cwlogs.Options {
+	return cwlogs.Options{MaxDecompressedBytes: c.Decode.MaxDecompressedBytes}
+}

@@ -1,0 +1,176 @@
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+// Setting is one leaf of the configuration tree.
+type Setting struct {
+	Path string // YAML path, e.g. node.retry.max_backoff
+	Env  string // its environment override
+	Type string // Go kind, for docs
+}
+
+// Settings lists every setting with its env name, in YAML order. Deploy
+// templates and docs are checked against it.
+func Settings() []Setting {
+	var out []Setting
+	cfg := Default()
+	walk(reflect.ValueOf(&cfg).Elem(), nil, func(path []string, v reflect.Value) {
+		out = append(out, Setting{Path: strings.Join(path, "."), Env: envName(path), Type: typeName(v.Type())})
+	})
+	return out
+}
+
+func typeName(t reflect.Type) string {
+	switch {
+	case t == durationType:
+		return "duration"
+	case t.Kind() == reflect.Slice:
+		return "list"
+	case t.Kind() == reflect.Map:
+		return "map"
+	}
+	return t.Kind().String()
+}
+
+func envName(path []string) string {
+	return EnvPrefix + strings.ToUpper(strings.Join(path, "_"))
+}
+
+// walk calls leaf for every settable leaf under v, with its YAML path.
+func walk(v reflect.Value, path []string, leaf func(path []string, v reflect.Value)) {
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name := strings.Split(f.Tag.Get("yaml"), ",")[0]
+		if name == "-" {
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		fv := v.Field(i)
+		p := append(append([]string(nil), path...), name)
+		if fv.Kind() == reflect.Struct && fv.Type() != durationType {
+			walk(fv, p, leaf)
+			continue
+		}
+		leaf(p, fv)
+	}
+}
+
+// applyEnv sets every leaf whose override is present, and rejects any
+// APIGW_CONNECTOR_* variable that names no setting (a typo would otherwise
+// leave a default in force unnoticed).
+func applyEnv(cfg *Config, getenv func(string) string, environ []string) error {
+	known := map[string]bool{EnvConfigFile: true}
+	var err error
+	walk(reflect.ValueOf(cfg).Elem(), nil, func(path []string, v reflect.Value) {
+		name := envName(path)
+		known[name] = true
+		raw := getenv(name)
+		if raw == "" || err != nil {
+			return
+		}
+		if e := setFromString(v, raw); e != nil {
+			err = fmt.Errorf("environment %s (setting %s): %w", name, strings.Join(path, "."), e)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	var unknown []string
+	for _, kv := range environ {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, EnvPrefix) && !known[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return fmt.Errorf("environment %s names no setting: unset it or fix its name (the settings are listed by `apigw-connector check-config --list`)", strings.Join(unknown, ", "))
+	}
+	return nil
+}
+
+func setFromString(v reflect.Value, raw string) error {
+	raw = strings.TrimSpace(raw)
+	switch {
+	case v.Type() == durationType:
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return fmt.Errorf("%q is not a Go duration such as 500ms, 10s or 1m", raw)
+		}
+		v.SetInt(int64(d))
+		return nil
+	}
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(raw)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return fmt.Errorf("%q is not a boolean (true or false)", raw)
+		}
+		v.SetBool(b)
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		n, err := strconv.ParseInt(raw, 10, v.Type().Bits())
+		if err != nil {
+			return fmt.Errorf("%q is not an integer", raw)
+		}
+		v.SetInt(n)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		n, err := strconv.ParseUint(raw, 10, v.Type().Bits())
+		if err != nil {
+			return fmt.Errorf("%q is not a non-negative integer", raw)
+		}
+		v.SetUint(n)
+	case reflect.Float32, reflect.Float64:
+		f, err := strconv.ParseFloat(raw, v.Type().Bits())
+		if err != nil {
+			return fmt.Errorf("%q is not a number", raw)
+		}
+		v.SetFloat(f)
+	case reflect.Slice:
+		if v.Type().Elem().Kind() != reflect.String {
+			return fmt.Errorf("lists of %s cannot be set from the environment", v.Type().Elem())
+		}
+		var items []string
+		for _, s := range strings.Split(raw, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				items = append(items, s)
+			}
+		}
+		v.Set(reflect.ValueOf(items).Convert(v.Type()))
+	case reflect.Map:
+		if v.Type().Key().Kind() != reflect.String || v.Type().Elem().Kind() != reflect.String {
+			return fmt.Errorf("maps of %s cannot be set from the environment", v.Type())
+		}
+		m := reflect.MakeMap(v.Type())
+		for _, kv := range strings.Split(raw, ",") {
+			if strings.TrimSpace(kv) == "" {
+				continue
+			}
+			k, val, ok := strings.Cut(kv, "=")
+			if !ok || strings.TrimSpace(k) == "" {
+				return fmt.Errorf("%q is not a comma-separated list of key=value pairs", raw)
+			}
+			m.SetMapIndex(reflect.ValueOf(strings.TrimSpace(k)), reflect.ValueOf(strings.TrimSpace(val)))
+		}
+		v.Set(m)
+	default:
+		return fmt.Errorf("settings of kind %s cannot be set from the environment", v.Kind())
+	}
+	return nil
+}

@@ -1,0 +1,365 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wallarm/apigw-connector/pkg/accesslog"
+	"github.com/wallarm/apigw-connector/pkg/cwlogs"
+)
+
+// ErrClosed is returned by Submit after Shutdown began.
+var ErrClosed = errors.New("pipeline is shut down")
+
+// Forwarder delivers one call. Its contract, which the pipeline relies on:
+// nil means delivered; an error while ctx is still live means permanently
+// rejected (transient failures are retried inside Deliver, without limit);
+// an error after ctx ended means abandoned.
+type Forwarder interface {
+	Deliver(ctx context.Context, call *accesslog.APICall) error
+}
+
+// Filter is optionally implemented by a Forwarder: false skips the call.
+type Filter interface {
+	Filter(call *accesslog.APICall) bool
+}
+
+// Config is the `pipeline:` section.
+type Config struct {
+	// MaxBufferedCalls bounds memory: parsed calls waiting for a forwarding slot.
+	// When full, Submit blocks and the source stops reading (backpressure).
+	MaxBufferedCalls int `yaml:"max_buffered_calls"`
+	// Workers is the number of calls in flight to the node; set from node.concurrency.
+	Workers int `yaml:"-"`
+}
+
+// DefaultConfig buffers a few thousand calls: a few Kinesis records' worth.
+func DefaultConfig() Config { return Config{MaxBufferedCalls: 4096, Workers: 64} }
+
+// Validate checks the bounds.
+func (c Config) Validate() error {
+	if c.MaxBufferedCalls < 1 || c.MaxBufferedCalls > 1<<20 {
+		return fmt.Errorf("pipeline.max_buffered_calls must be between 1 and 1048576, got %d: set pipeline.max_buffered_calls (env APIGW_CONNECTOR_PIPELINE_MAX_BUFFERED_CALLS)", c.MaxBufferedCalls)
+	}
+	if c.Workers < 1 {
+		return fmt.Errorf("node.concurrency must be at least 1, got %d: set node.concurrency (env APIGW_CONNECTOR_NODE_CONCURRENCY)", c.Workers)
+	}
+	return nil
+}
+
+type job struct {
+	ctx  context.Context
+	call accesslog.APICall
+	s    *Settlement
+}
+
+// Pipeline decodes, parses and forwards batches, and settles them.
+type Pipeline struct {
+	cfg    Config
+	fwd    Forwarder
+	filter Filter
+	dec    *cwlogs.Decoder
+	parser *accesslog.Parser
+	log    *slog.Logger
+	m      *metrics
+
+	queue chan *job
+
+	mu       sync.RWMutex // guards closed and submits.Add against Shutdown
+	closed   bool
+	submits  sync.WaitGroup // Submit calls in progress: the queue's senders
+	workers  sync.WaitGroup
+	hardStop context.Context // cancelled when Shutdown's deadline passes: abandon what is left
+	abort    context.CancelFunc
+	started  bool
+}
+
+// New builds a pipeline; Start launches its forwarding workers.
+func New(cfg Config, fwd Forwarder, dec *cwlogs.Decoder, parser *accesslog.Parser, reg prometheus.Registerer, log *slog.Logger) (*Pipeline, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if fwd == nil || dec == nil || parser == nil {
+		return nil, errors.New("pipeline: forwarder, decoder and parser are required")
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("register pipeline metrics: %w", err)
+	}
+	hs, abort := context.WithCancel(context.Background())
+	p := &Pipeline{cfg: cfg, fwd: fwd, dec: dec, parser: parser, log: log, m: m,
+		queue: make(chan *job, cfg.MaxBufferedCalls), hardStop: hs, abort: abort}
+	p.filter, _ = fwd.(Filter)
+	return p, nil
+}
+
+// Start launches the forwarding workers.
+func (p *Pipeline) Start(_ context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.started || p.closed {
+		return nil
+	}
+	p.started = true
+	for range p.cfg.Workers {
+		p.workers.Add(1)
+		go p.work()
+	}
+	return nil
+}
+
+// Shutdown stops accepting batches and lets buffered calls finish; when ctx
+// ends first, the rest are abandoned (their batches settle unsettled, so no
+// source acknowledges them).
+func (p *Pipeline) Shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	already := p.closed
+	p.closed = true
+	p.mu.Unlock()
+	if already {
+		return nil
+	}
+	var err error
+	wait := func(wg *sync.WaitGroup) {
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			err = fmt.Errorf("pipeline shutdown: %w", ctx.Err())
+			p.abort() // Submit and Deliver give up; what is left is abandoned
+			<-done
+		}
+	}
+	wait(&p.submits)
+	close(p.queue) // no sender is left
+	p.mu.RLock()
+	started := p.started
+	p.mu.RUnlock()
+	if !started {
+		for j := range p.queue {
+			j.s.finish(resultAbandoned)
+		}
+	}
+	wait(&p.workers)
+	p.abort()
+	return err
+}
+
+func (p *Pipeline) work() {
+	defer p.workers.Done()
+	for j := range p.queue {
+		p.m.buffered.Dec()
+		p.deliver(j)
+	}
+}
+
+func (p *Pipeline) deliver(j *job) {
+	if j.ctx.Err() != nil {
+		j.s.finish(resultAbandoned)
+		return
+	}
+	err := p.fwd.Deliver(j.ctx, &j.call)
+	switch {
+	case err == nil:
+		if j.s.dedup != nil {
+			j.s.dedup.MarkDelivered(j.call.RequestID)
+		}
+		j.s.finish(resultDelivered)
+	case j.ctx.Err() != nil:
+		j.s.finish(resultAbandoned)
+	default:
+		// The forwarder counted and logged the rejection with its code.
+		j.s.finish(resultRejected)
+	}
+}
+
+// Submit decodes and parses the batch in the caller's goroutine and queues its
+// calls, blocking while the buffer is full. The returned Settlement is done
+// once every call is delivered, rejected, or abandoned because ctx ended.
+func (p *Pipeline) Submit(ctx context.Context, b Batch) (*Settlement, error) {
+	p.mu.RLock()
+	if p.closed {
+		p.mu.RUnlock()
+		return nil, ErrClosed
+	}
+	p.submits.Add(1)
+	p.mu.RUnlock()
+	defer p.submits.Done()
+	start := time.Now()
+	bctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(p.hardStop, cancel)
+	s := &Settlement{done: make(chan struct{}), dedup: b.Dedup, m: p.m, start: start,
+		release: func() { stop(); cancel() }}
+	s.pending.Store(1) // a guard, dropped when every call is queued
+	s.outcome.Records = len(b.Records)
+	p.m.batches.Inc()
+
+	for i := range b.Records {
+		r := &b.Records[i]
+		p.m.records.Inc()
+		if b.Format == FormatLines {
+			p.submitLines(bctx, s, b.Source, r)
+			continue
+		}
+		st, err := p.dec.Decode(r.Data, func(meta *cwlogs.Meta, ev *cwlogs.Event) {
+			s.outcome.Events++
+			p.m.events.Inc()
+			p.submitLine(bctx, s, ev.Message, b.Source, r.ID, meta, ev.ID)
+		})
+		p.m.controlMessages.Add(float64(st.ControlMessages))
+		if err != nil {
+			s.outcome.DecodeErrors++
+			reason := "other"
+			var de *cwlogs.DecodeError
+			if errors.As(err, &de) {
+				reason = de.Reason
+			}
+			p.m.decodeErrors.WithLabelValues(reason).Inc()
+			p.log.Warn("skipping undecodable record", "source", b.Source, "record", r.ID,
+				"bytes", len(r.Data), "reason", reason, "err", err)
+		}
+	}
+	s.finish(resultNone) // drop the guard: the batch may now complete
+	return s, nil
+}
+
+func (p *Pipeline) submitLines(ctx context.Context, s *Settlement, source string, r *Record) {
+	data := r.Data
+	for len(data) > 0 {
+		line := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			data = nil
+		}
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 {
+			continue
+		}
+		s.outcome.Events++
+		p.m.events.Inc()
+		p.submitLine(ctx, s, line, source, r.ID, nil, "")
+	}
+}
+
+func (p *Pipeline) submitLine(ctx context.Context, s *Settlement, line []byte, source, recordID string, meta *cwlogs.Meta, eventID string) {
+	call, err := p.parser.Parse(line)
+	if err != nil {
+		s.outcome.ParseErrors++
+		reason := "other"
+		var pe *accesslog.ParseError
+		if errors.As(err, &pe) {
+			reason = pe.Reason
+		}
+		p.m.parseErrors.WithLabelValues(reason).Inc()
+		attrs := []any{"source", source, "record", recordID, "reason", reason, "err", err}
+		if meta != nil {
+			attrs = append(attrs, "log_group", meta.LogGroup, "log_stream", meta.LogStream, "event", eventID)
+		}
+		p.log.Warn("skipping log line that is not an API call", attrs...)
+		return
+	}
+	s.outcome.Calls++
+	p.m.calls.Inc()
+	if p.filter != nil && !p.filter.Filter(&call) {
+		s.outcome.Filtered++
+		p.m.results.WithLabelValues("filtered").Inc()
+		return
+	}
+	if s.dedup != nil && call.RequestID != "" && s.dedup.Delivered(call.RequestID) {
+		s.outcome.Duplicates++
+		p.m.results.WithLabelValues("duplicate").Inc()
+		return
+	}
+	j := &job{ctx: ctx, call: call, s: s}
+	s.add()
+	if ctx.Err() != nil {
+		s.finish(resultAbandoned)
+		return
+	}
+	select {
+	case p.queue <- j:
+		p.m.buffered.Inc()
+	case <-ctx.Done():
+		s.finish(resultAbandoned)
+	}
+}
+
+type result int
+
+const (
+	resultNone result = iota
+	resultDelivered
+	resultRejected
+	resultAbandoned
+)
+
+// Settlement is a batch's completion signal. It is done only when every call
+// of the batch reached a final state; there is no other way to learn the
+// batch's outcome, so a source cannot acknowledge early.
+type Settlement struct {
+	done    chan struct{}
+	dedup   Deduper
+	pending atomic.Int64
+	m       *metrics
+	start   time.Time
+	release func()
+
+	mu      sync.Mutex // guards outcome counters written by workers
+	outcome Outcome
+}
+
+func (s *Settlement) add() { s.pending.Add(1) }
+
+func (s *Settlement) finish(r result) {
+	if r != resultNone {
+		s.mu.Lock()
+		switch r {
+		case resultDelivered:
+			s.outcome.Delivered++
+		case resultRejected:
+			s.outcome.Rejected++
+		case resultAbandoned:
+			s.outcome.Abandoned++
+		}
+		s.mu.Unlock()
+		s.m.results.WithLabelValues(resultLabel[r]).Inc()
+	}
+	if s.pending.Add(-1) == 0 {
+		s.release()
+		s.m.settleDuration.Observe(time.Since(s.start).Seconds())
+		close(s.done)
+	}
+}
+
+var resultLabel = map[result]string{resultDelivered: "delivered", resultRejected: "rejected", resultAbandoned: "abandoned"}
+
+// Done is closed once the batch has settled (or was abandoned).
+func (s *Settlement) Done() <-chan struct{} { return s.done }
+
+// Outcome waits for Done and returns the batch's counts.
+func (s *Settlement) Outcome() Outcome {
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.outcome
+}
+
+// Wait waits for the batch to settle or ctx to end.
+func (s *Settlement) Wait(ctx context.Context) (Outcome, error) {
+	select {
+	case <-s.done:
+		return s.Outcome(), nil
+	case <-ctx.Done():
+		return Outcome{}, ctx.Err()
+	}
+}

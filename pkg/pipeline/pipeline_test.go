@@ -1,0 +1,340 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+
+	"github.com/wallarm/apigw-connector/pkg/accesslog"
+	"github.com/wallarm/apigw-connector/pkg/cwlogs"
+	"github.com/wallarm/apigw-connector/pkg/pipeline"
+	"github.com/wallarm/apigw-connector/pkg/traffic"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var errRejected = errors.New("rejected by node: 400")
+
+// recorder is an in-process Forwarder: it records delivered request ids and
+// can hold calls (gate) or reject chosen ids.
+type recorder struct {
+	mu        sync.Mutex
+	delivered map[string]int
+	reject    map[string]bool
+	gate      chan struct{} // when non-nil, Deliver waits for a token or ctx
+	entered   chan string   // when non-nil, receives each id as Deliver starts
+}
+
+func newRecorder() *recorder {
+	return &recorder{delivered: map[string]int{}, reject: map[string]bool{}}
+}
+
+func (r *recorder) Deliver(ctx context.Context, c *accesslog.APICall) error {
+	if r.entered != nil {
+		r.entered <- c.RequestID
+	}
+	if r.gate != nil {
+		select {
+		case <-r.gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.reject[c.RequestID] {
+		return errRejected
+	}
+	r.delivered[c.RequestID]++
+	return nil
+}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.delivered)
+}
+
+func newPipeline(t *testing.T, fwd pipeline.Forwarder, cfg pipeline.Config) (*pipeline.Pipeline, *prometheus.Registry) {
+	t.Helper()
+	parser, err := accesslog.NewParser(accesslog.DefaultMapping())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	p, err := pipeline.New(cfg, fwd, cwlogs.NewDecoder(cwlogs.Options{MaxDecompressedBytes: 1 << 20}), parser, reg,
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = p.Shutdown(ctx)
+	})
+	return p, reg
+}
+
+func records(t *testing.T, seed int64, n int) ([]pipeline.Record, []traffic.Call) {
+	t.Helper()
+	g := traffic.New(traffic.Options{Seed: seed, APIs: 2, EndpointsPerAPI: 4})
+	var recs []pipeline.Record
+	var calls []traffic.Call
+	for i, r := range g.Records(n, 5, 20) {
+		recs = append(recs, pipeline.Record{ID: fmt.Sprint(i), Data: r.Data})
+		calls = append(calls, r.Calls...)
+	}
+	return recs, calls
+}
+
+func TestSubmitDeliversEveryCallBeforeDone(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	p, reg := newPipeline(t, rec, pipeline.Config{MaxBufferedCalls: 16, Workers: 4})
+	recs, calls := records(t, 1, 10)
+	s, err := p.Submit(context.Background(), pipeline.Batch{Source: "test", Records: recs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := s.Wait(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.Settled() || o.Delivered != len(calls) || o.Calls != len(calls) || o.Records != 10 {
+		t.Fatalf("outcome %+v, want %d delivered and settled", o, len(calls))
+	}
+	for _, c := range calls {
+		if rec.delivered[c.RequestID] != 1 {
+			t.Fatalf("call %s delivered %d times", c.RequestID, rec.delivered[c.RequestID])
+		}
+	}
+	if got := counterValue(t, reg, "apigw_connector_pipeline_calls_total", "result", "delivered"); int(got) != len(calls) {
+		t.Fatalf("delivered metric %v, want %d", got, len(calls))
+	}
+}
+
+func TestSettlementWaitsForTheSlowestCall(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	rec.gate = make(chan struct{})
+	rec.entered = make(chan string, 100)
+	p, _ := newPipeline(t, rec, pipeline.Config{MaxBufferedCalls: 64, Workers: 8})
+	g := traffic.New(traffic.Options{Seed: 2})
+	evs, _ := g.Events(nil, 3)
+	s, err := p.Submit(context.Background(), pipeline.Batch{Records: []pipeline.Record{{Data: traffic.GzipEnvelope("g", "s", evs)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		<-rec.entered
+	}
+	rec.gate <- struct{}{}
+	rec.gate <- struct{}{}
+	select {
+	case <-s.Done():
+		t.Fatal("settlement done while one call is still in flight")
+	default:
+	}
+	rec.gate <- struct{}{}
+	if o := s.Outcome(); o.Delivered != 3 || !o.Settled() {
+		t.Fatalf("outcome %+v", o)
+	}
+}
+
+func TestOutcomesByResult(t *testing.T) {
+	t.Parallel()
+	g := traffic.New(traffic.Options{Seed: 3})
+	evs, calls := g.Events(nil, 4)
+	good := traffic.GzipEnvelope("g", "s", evs)
+	tests := []struct {
+		name    string
+		records [][]byte
+		reject  []string
+		want    pipeline.Outcome
+	}{
+		{"all delivered", [][]byte{good}, nil, pipeline.Outcome{Records: 1, Events: 4, Calls: 4, Delivered: 4}},
+		{"permanent rejection settles", [][]byte{good}, []string{calls[1].RequestID},
+			pipeline.Outcome{Records: 1, Events: 4, Calls: 4, Delivered: 3, Rejected: 1}},
+		{"corrupt gzip is skipped, others delivered", [][]byte{{0x1f, 0x8b, 8, 0, 1, 2, 3}, good}, nil,
+			pipeline.Outcome{Records: 2, DecodeErrors: 1, Events: 4, Calls: 4, Delivered: 4}},
+		{"non-JSON line is skipped", [][]byte{traffic.GzipEnvelope("g", "s", append([]traffic.LogEvent{{ID: "1", Message: "not json"}}, evs...))},
+			nil, pipeline.Outcome{Records: 1, Events: 5, ParseErrors: 1, Calls: 4, Delivered: 4}},
+		{"control message only", [][]byte{traffic.Gzip(traffic.ControlMessage())}, nil, pipeline.Outcome{Records: 1}},
+		{"empty record", [][]byte{{}}, nil, pipeline.Outcome{Records: 1, DecodeErrors: 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			rec := newRecorder()
+			for _, id := range tt.reject {
+				rec.reject[id] = true
+			}
+			p, _ := newPipeline(t, rec, pipeline.Config{MaxBufferedCalls: 8, Workers: 2})
+			var rs []pipeline.Record
+			for _, d := range tt.records {
+				rs = append(rs, pipeline.Record{Data: d})
+			}
+			s, err := p.Submit(context.Background(), pipeline.Batch{Records: rs})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := s.Outcome(); got != tt.want {
+				t.Fatalf("outcome\n got %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// counterValue reads one series of a registered counter vector.
+func counterValue(t *testing.T, g prometheus.Gatherer, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("metric %s{%s=%q} not found", name, label, value)
+	return 0
+}
+
+func TestBackpressureBlocksSubmitWhenBufferIsFull(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	rec.gate = make(chan struct{})
+	rec.entered = make(chan string, 100)
+	p, _ := newPipeline(t, rec, pipeline.Config{MaxBufferedCalls: 1, Workers: 1})
+	g := traffic.New(traffic.Options{Seed: 4})
+	evs, _ := g.Events(nil, 4)
+	returned := make(chan *pipeline.Settlement)
+	go func() {
+		s, _ := p.Submit(context.Background(), pipeline.Batch{Records: []pipeline.Record{{Data: traffic.GzipEnvelope("g", "s", evs)}}})
+		returned <- s
+	}()
+	<-rec.entered // one call held by the worker, one in the buffer: the rest cannot be queued
+	select {
+	case <-returned:
+		t.Fatal("Submit returned although 4 calls cannot fit 1 worker + 1 buffered")
+	default:
+	}
+	go func() {
+		for range 4 {
+			rec.gate <- struct{}{}
+		}
+	}()
+	s := <-returned
+	if o := s.Outcome(); o.Delivered != 4 {
+		t.Fatalf("outcome %+v", o)
+	}
+}
+
+func TestCancelledContextAbandonsAndIsNotSettled(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	rec.gate = make(chan struct{}) // node never answers
+	p, _ := newPipeline(t, rec, pipeline.Config{MaxBufferedCalls: 64, Workers: 4})
+	recs, calls := records(t, 5, 3)
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := p.Submit(ctx, pipeline.Batch{Records: recs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.Done():
+		t.Fatal("done before any call was delivered")
+	default:
+	}
+	cancel()
+	o := s.Outcome()
+	if o.Settled() || o.Abandoned != len(calls) || o.Delivered != 0 {
+		t.Fatalf("outcome %+v, want all %d abandoned", o, len(calls))
+	}
+}
+
+type seen struct {
+	mu  sync.Mutex
+	ids map[string]bool
+}
+
+func (d *seen) Delivered(id string) bool { d.mu.Lock(); defer d.mu.Unlock(); return d.ids[id] }
+func (d *seen) MarkDelivered(id string)  { d.mu.Lock(); d.ids[id] = true; d.mu.Unlock() }
+
+func TestDedupSkipsDeliveredCallsOnRetry(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	p, _ := newPipeline(t, rec, pipeline.Config{MaxBufferedCalls: 64, Workers: 4})
+	recs, calls := records(t, 6, 4)
+	d := &seen{ids: map[string]bool{}}
+	first, _ := p.Submit(context.Background(), pipeline.Batch{Records: recs, Dedup: d})
+	if o := first.Outcome(); o.Delivered != len(calls) {
+		t.Fatalf("first %+v", o)
+	}
+	again, _ := p.Submit(context.Background(), pipeline.Batch{Records: recs, Dedup: d})
+	if o := again.Outcome(); o.Duplicates != len(calls) || o.Delivered != 0 || !o.Settled() {
+		t.Fatalf("retry %+v", o)
+	}
+	for id, n := range rec.delivered {
+		if n != 1 {
+			t.Fatalf("%s delivered %d times", id, n)
+		}
+	}
+}
+
+func TestLinesFormat(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	p, _ := newPipeline(t, rec, pipeline.Config{MaxBufferedCalls: 64, Workers: 4})
+	g := traffic.New(traffic.Options{Seed: 7})
+	var buf []byte
+	for range 10 {
+		buf = append(buf, g.Line()...)
+		buf = append(buf, "\n\n"...)
+	}
+	s, _ := p.Submit(context.Background(), pipeline.Batch{Format: pipeline.FormatLines, Records: []pipeline.Record{{Data: buf}}})
+	if o := s.Outcome(); o.Delivered != 10 || o.Events != 10 {
+		t.Fatalf("outcome %+v", o)
+	}
+}
+
+func TestShutdownDeadlineAbandonsStuckCalls(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	rec.gate = make(chan struct{})
+	rec.entered = make(chan string, 100)
+	p, _ := newPipeline(t, rec, pipeline.Config{MaxBufferedCalls: 64, Workers: 2})
+	recs, calls := records(t, 8, 2)
+	s, _ := p.Submit(context.Background(), pipeline.Batch{Records: recs})
+	<-rec.entered
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := p.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("shutdown err %v, want deadline exceeded", err)
+	}
+	if o := s.Outcome(); o.Abandoned != len(calls) || o.Settled() {
+		t.Fatalf("outcome %+v", o)
+	}
+	if _, err := p.Submit(context.Background(), pipeline.Batch{Records: recs}); !errors.Is(err, pipeline.ErrClosed) {
+		t.Fatalf("submit after shutdown: %v", err)
+	}
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The project's test command (README "Test it"; .ci/run calls exactly this).
+# vet, the race-enabled test suite (real emulators over loopback), then a short
+# run of every fuzz target.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FUZZTIME="${FUZZTIME:-10s}"
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test -race"
+go test -race -count=1 -timeout 25m ./...
+
+echo "== fuzz (${FUZZTIME} each)"
+# Every func FuzzXxx in a _test.go file, run briefly in its package.
+grep -rl --include='*_test.go' -E '^func Fuzz[A-Za-z0-9_]+\(' pkg cmd internal 2>/dev/null | sort | while read -r f; do
+  dir="./$(dirname "$f")"
+  for name in $(grep -oE '^func Fuzz[A-Za-z0-9_]+' "$f" | sed 's/^func //'); do
+    echo "-- $name ($dir)"
+    go test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" "$dir"
+  done
+done
+echo "== all tests passed"
