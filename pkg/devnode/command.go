@@ -1,0 +1,99 @@
+package devnode
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+)
+
+// shutdownGrace bounds the graceful shutdown once ctx is cancelled.
+const shutdownGrace = 5 * time.Second
+
+// RunCommand implements `apigw-connector devnode`: it serves a node stand-in on
+// --listen until ctx is cancelled, then shuts down gracefully. It prints the bound
+// address on stdout and logs on stderr. -h returns flag.ErrHelp.
+func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	d := DefaultOptions()
+	fs := flag.NewFlagSet("devnode", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: apigw-connector devnode [flags]\n\nA local stand-in for the Wallarm Native Node (connector-server mode), strict about the raw profile.\nControl endpoints (requests without a request-id header): GET / (inventory table), /inventory, /stats, /metrics, "+DefaultHealthPath+".\n\nflags:")
+		fs.PrintDefaults()
+	}
+	listen := fs.String("listen", "127.0.0.1:5050", "address to listen on (host:port; port 0 picks a free one)")
+	failFor := fs.Duration("fail-for", 0, "answer --fail-status to every message for this long after start (fault drill)")
+	failStatus := fs.Int("fail-status", d.FailStatus, "status answered while failing")
+	latency := fs.Duration("latency", 0, "delay added to every reply")
+	pendingTTL := fs.Duration("pending-ttl", d.PendingTTL, "how long a request message waits for its response message")
+	requireConn := fs.Bool("require-connector-headers", d.RequireConnectorHeaders, "reject messages without connector type and version headers")
+	respMethod := fs.String("response-method", d.ResponseMethod, "method of response messages")
+	pathPrefix := fs.String("path-prefix", "", "path prefix every message must carry (stripped for the inventory)")
+	hRequestID := fs.String("request-id-header", d.Headers.RequestID, "request id header name")
+	hHost := fs.String("forwarded-host-header", d.Headers.ForwardedHost, "original host header name")
+	hFor := fs.String("forwarded-for-header", d.Headers.ForwardedFor, "client ip header name")
+	hType := fs.String("connector-type-header", d.Headers.ConnectorType, "connector type header name")
+	hVersion := fs.String("connector-version-header", d.Headers.ConnectorVersion, "connector version header name")
+	hCode := fs.String("response-code-header", d.Headers.ResponseCode, "response code header name")
+	logFormat := fs.String("log-format", "text", "log format: json or text")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("devnode takes no arguments, got %q: pass settings as flags (see -h)", fs.Args())
+	}
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level must be debug, info, warn or error, got %q", *logLevel)
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	var log *slog.Logger
+	switch *logFormat {
+	case "json":
+		log = slog.New(slog.NewJSONHandler(stderr, hopts))
+	case "text":
+		log = slog.New(slog.NewTextHandler(stderr, hopts))
+	default:
+		return fmt.Errorf("--log-format must be json or text, got %q", *logFormat)
+	}
+
+	o := d
+	o.FailFor, o.FailStatus, o.Latency = *failFor, *failStatus, *latency
+	o.PendingTTL, o.RequireConnectorHeaders = *pendingTTL, *requireConn
+	o.ResponseMethod, o.PathPrefix = *respMethod, *pathPrefix
+	o.Headers = Headers{
+		RequestID: *hRequestID, ForwardedHost: *hHost, ForwardedFor: *hFor,
+		ConnectorType: *hType, ConnectorVersion: *hVersion, ResponseCode: *hCode,
+	}
+	if *pendingTTL <= 0 {
+		return fmt.Errorf("--pending-ttl must be positive, got %s", *pendingTTL)
+	}
+	if err := o.Validate(); err != nil {
+		return fmt.Errorf("check devnode flags: %w", err)
+	}
+
+	s := New(o, nil, log)
+	addr, err := s.Start(ctx, *listen)
+	if err != nil {
+		return fmt.Errorf("start devnode: %w", err)
+	}
+	if _, err := fmt.Fprintf(stdout, "devnode listening on http://%s\n", addr); err != nil {
+		err = fmt.Errorf("print address: %w", err)
+		return errors.Join(err, s.Shutdown(context.Background()))
+	}
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := s.Shutdown(sctx); err != nil {
+		return err
+	}
+	st := s.Stats()
+	log.Info("devnode stopped", "completed", st.Completed, "pending", st.Pending,
+		"duplicates", st.Duplicates, "missing_response", st.MissingResponse, "rejects", st.Rejects)
+	return nil
+}
