@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/wallarm/apigw-connector/pkg/node"
 )
 
 // Stamped at build time through -ldflags "-X main.version=... -X main.commit=...".
@@ -24,6 +26,11 @@ var errUsage = errors.New("usage")
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func init() {
+	// The node sees this build's version in the connector-version header.
+	node.Version = version
 }
 
 const usage = `apigw-connector: API Gateway access logs -> Wallarm Native Node

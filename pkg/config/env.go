@@ -9,7 +9,10 @@ import (
 	"time"
 )
 
-var durationType = reflect.TypeOf(time.Duration(0))
+var (
+	durationType = reflect.TypeOf(time.Duration(0))
+	timeType     = reflect.TypeOf(time.Time{})
+)
 
 // Setting is one leaf of the configuration tree.
 type Setting struct {
@@ -33,6 +36,8 @@ func typeName(t reflect.Type) string {
 	switch {
 	case t == durationType:
 		return "duration"
+	case t == timeType:
+		return "timestamp"
 	case t.Kind() == reflect.Slice:
 		return "list"
 	case t.Kind() == reflect.Map:
@@ -62,7 +67,7 @@ func walk(v reflect.Value, path []string, leaf func(path []string, v reflect.Val
 		}
 		fv := v.Field(i)
 		p := append(append([]string(nil), path...), name)
-		if fv.Kind() == reflect.Struct && fv.Type() != durationType {
+		if fv.Kind() == reflect.Struct && fv.Type() != timeType {
 			walk(fv, p, leaf)
 			continue
 		}
@@ -113,6 +118,13 @@ func setFromString(v reflect.Value, raw string) error {
 			return fmt.Errorf("%q is not a Go duration such as 500ms, 10s or 1m", raw)
 		}
 		v.SetInt(int64(d))
+		return nil
+	case v.Type() == timeType:
+		ts, err := time.Parse(time.RFC3339, raw)
+		if err != nil {
+			return fmt.Errorf("%q is not an RFC 3339 timestamp such as 2026-11-24T10:00:00Z", raw)
+		}
+		v.Set(reflect.ValueOf(ts))
 		return nil
 	}
 	switch v.Kind() {

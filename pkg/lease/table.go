@@ -1,0 +1,234 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// DynamoDBAPI is the subset of *dynamodb.Client the coordinator uses.
+type DynamoDBAPI interface {
+	CreateTable(ctx context.Context, in *dynamodb.CreateTableInput, opts ...func(*dynamodb.Options)) (*dynamodb.CreateTableOutput, error)
+	DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, opts ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
+	Scan(ctx context.Context, in *dynamodb.ScanInput, opts ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
+	PutItem(ctx context.Context, in *dynamodb.PutItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+	DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
+}
+
+var _ DynamoDBAPI = (*dynamodb.Client)(nil)
+
+// Sentinel errors.
+var (
+	// ErrLeaseLost: the lease is no longer held by this worker; nothing was written.
+	ErrLeaseLost = errors.New("lease lost")
+	// ErrShardEnded: the shard's lease is already at SHARD_END.
+	ErrShardEnded = errors.New("shard already ended")
+	// ErrTableNotFound: the lease table is missing and Config.CreateTable is off.
+	ErrTableNotFound = errors.New("lease table not found")
+)
+
+func isConditionalFailure(err error) bool {
+	var ccf *types.ConditionalCheckFailedException
+	return errors.As(err, &ccf)
+}
+
+// table wraps the lease table's reads and conditional writes.
+type table struct {
+	db   DynamoDBAPI
+	name string
+}
+
+// ensure creates the table when missing (if allowed) and waits until ACTIVE.
+func (t table) ensure(ctx context.Context, create bool) error {
+	status, err := t.status(ctx)
+	var rnf *types.ResourceNotFoundException
+	switch {
+	case errors.As(err, &rnf):
+		if !create {
+			return fmt.Errorf("%w: %s (create it, or enable table creation)", ErrTableNotFound, t.name)
+		}
+		_, err = t.db.CreateTable(ctx, &dynamodb.CreateTableInput{
+			TableName:            aws.String(t.name),
+			AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(attrKey), AttributeType: types.ScalarAttributeTypeS}},
+			KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String(attrKey), KeyType: types.KeyTypeHash}},
+			BillingMode:          types.BillingModePayPerRequest,
+		})
+		var inUse *types.ResourceInUseException
+		if err != nil && !errors.As(err, &inUse) { // inUse: another worker created it first
+			return fmt.Errorf("create lease table %s: %w", t.name, err)
+		}
+	case err != nil:
+		return fmt.Errorf("describe lease table %s: %w", t.name, err)
+	case status == types.TableStatusActive:
+		return nil
+	}
+	delay := 50 * time.Millisecond
+	for {
+		status, err = t.status(ctx)
+		if err == nil && status == types.TableStatusActive {
+			return nil
+		}
+		if err != nil && !errors.As(err, &rnf) {
+			return fmt.Errorf("describe lease table %s: %w", t.name, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for lease table %s to become ACTIVE (status %q): %w", t.name, status, ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
+}
+
+func (t table) status(ctx context.Context) (types.TableStatus, error) {
+	out, err := t.db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(t.name)})
+	if err != nil {
+		return "", err
+	}
+	return out.Table.TableStatus, nil
+}
+
+// scan reads every lease (strongly consistent).
+func (t table) scan(ctx context.Context) ([]Lease, error) {
+	var leases []Lease
+	in := &dynamodb.ScanInput{TableName: aws.String(t.name), ConsistentRead: aws.Bool(true)}
+	for {
+		out, err := t.db.Scan(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("scan lease table %s: %w", t.name, err)
+		}
+		for _, item := range out.Items {
+			l, err := leaseFromItem(item)
+			if err != nil {
+				return nil, fmt.Errorf("scan lease table %s: %w", t.name, err)
+			}
+			leases = append(leases, l)
+		}
+		if len(out.LastEvaluatedKey) == 0 {
+			return leases, nil
+		}
+		in.ExclusiveStartKey = out.LastEvaluatedKey
+	}
+}
+
+// create puts a new lease unless one exists; (false, nil) when it existed.
+func (t table) create(ctx context.Context, s Shard, checkpoint string) (bool, error) {
+	_, err := t.db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName:                aws.String(t.name),
+		Item:                     newLeaseItem(s, checkpoint),
+		ConditionExpression:      aws.String("attribute_not_exists(#k)"),
+		ExpressionAttributeNames: map[string]string{"#k": attrKey},
+	})
+	if isConditionalFailure(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// deleteEnded deletes a SHARD_END lease if it is unchanged since read.
+func (t table) deleteEnded(ctx context.Context, l Lease) error {
+	_, err := t.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName:                 aws.String(t.name),
+		Key:                       keyOf(l.Key),
+		ConditionExpression:       aws.String("#c = :c AND #cp = :end"),
+		ExpressionAttributeNames:  map[string]string{"#c": attrCounter, "#cp": attrCheckpoint},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":c": numAV(l.Counter), ":end": strAV(ShardEnd)},
+	})
+	return err
+}
+
+// take sets this worker as owner, conditional on the counter and owner read.
+// Returns the lease as written.
+func (t table) take(ctx context.Context, l Lease, owner string) (Lease, error) {
+	cond := "#c = :c AND attribute_not_exists(#o)"
+	vals := map[string]types.AttributeValue{":c": numAV(l.Counter), ":one": numAV(1), ":zero": numAV(0), ":me": strAV(owner)}
+	if l.Owner != "" {
+		cond = "#c = :c AND #o = :old"
+		vals[":old"] = strAV(l.Owner)
+	}
+	out, err := t.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(t.name),
+		Key:                       keyOf(l.Key),
+		UpdateExpression:          aws.String("SET #o = :me, #c = #c + :one, #sw = if_not_exists(#sw, :zero) + :one"),
+		ConditionExpression:       aws.String(cond),
+		ExpressionAttributeNames:  map[string]string{"#c": attrCounter, "#o": attrOwner, "#sw": attrOwnerSwitches},
+		ExpressionAttributeValues: vals,
+		ReturnValues:              types.ReturnValueAllNew,
+	})
+	if err != nil {
+		return Lease{}, err
+	}
+	return leaseFromItem(out.Attributes)
+}
+
+// ownerCond is the condition of every write by the holder.
+func ownerCond(counter int64, owner string) (string, map[string]types.AttributeValue) {
+	return "#c = :c AND #o = :me", map[string]types.AttributeValue{
+		":c": numAV(counter), ":me": strAV(owner), ":one": numAV(1),
+	}
+}
+
+func (t table) renew(ctx context.Context, key string, counter int64, owner string) error {
+	cond, vals := ownerCond(counter, owner)
+	_, err := t.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(t.name),
+		Key:                       keyOf(key),
+		UpdateExpression:          aws.String("SET #c = #c + :one"),
+		ConditionExpression:       aws.String(cond),
+		ExpressionAttributeNames:  map[string]string{"#c": attrCounter, "#o": attrOwner},
+		ExpressionAttributeValues: vals,
+	})
+	return err
+}
+
+// checkpoint writes a checkpoint (and children at SHARD_END), resets the
+// owner-switch count and clears a pending checkpoint, as the KCL does.
+func (t table) checkpoint(ctx context.Context, key string, counter int64, owner, seq string, sub int64, children []string) error {
+	cond, vals := ownerCond(counter, owner)
+	vals[":cp"] = strAV(seq)
+	vals[":sub"] = numAV(sub)
+	vals[":zero"] = numAV(0)
+	set := "SET #c = #c + :one, #cp = :cp, #sub = :sub, #sw = :zero"
+	names := map[string]string{
+		"#c": attrCounter, "#o": attrOwner, "#cp": attrCheckpoint, "#sub": attrCheckpointSub,
+		"#sw": attrOwnerSwitches, "#pc": attrPendingCheckpoint, "#pcs": attrPendingCheckpointSN,
+	}
+	if len(children) > 0 {
+		set += ", #ch = :ch"
+		names["#ch"] = attrChildren
+		vals[":ch"] = &types.AttributeValueMemberSS{Value: dedupe(children)}
+	}
+	_, err := t.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(t.name),
+		Key:                       keyOf(key),
+		UpdateExpression:          aws.String(set + " REMOVE #pc, #pcs"),
+		ConditionExpression:       aws.String(cond),
+		ExpressionAttributeNames:  names,
+		ExpressionAttributeValues: vals,
+	})
+	return err
+}
+
+// release clears the owner so any worker may take the lease at once.
+func (t table) release(ctx context.Context, key string, counter int64, owner string) error {
+	cond, vals := ownerCond(counter, owner)
+	_, err := t.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(t.name),
+		Key:                       keyOf(key),
+		UpdateExpression:          aws.String("SET #c = #c + :one REMOVE #o"),
+		ConditionExpression:       aws.String(cond),
+		ExpressionAttributeNames:  map[string]string{"#c": attrCounter, "#o": attrOwner},
+		ExpressionAttributeValues: vals,
+	})
+	return err
+}
+
+func keyOf(key string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{attrKey: strAV(key)}
+}
