@@ -1,0 +1,113 @@
+package firehose
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"time"
+)
+
+// Config is the `firehose:` section: the HTTP endpoint a Firehose delivery
+// stream posts to.
+type Config struct {
+	// Listen is host:port. The default listens on all interfaces because in ECS
+	// the load balancer reaches the task through its own network interface.
+	Listen string `yaml:"listen"`
+	// Path is where Firehose POSTs deliveries (the endpoint URL's path).
+	Path string `yaml:"path"`
+	// HealthPath answers 200 without authentication, for load-balancer checks.
+	HealthPath string `yaml:"health_path"`
+	// AccessKeys are the accepted values of X-Amz-Firehose-Access-Key. Several
+	// at once allow rotation: add the new key, switch the stream, drop the old.
+	AccessKeys []string `yaml:"access_keys"`
+	// AccessKeyFile holds more accepted keys, one per line (blank lines and
+	// lines starting with # ignored). It is re-read when it changes, so a
+	// mounted secret can rotate without a restart.
+	AccessKeyFile string `yaml:"access_key_file"`
+	// TLS serves HTTPS itself (Firehose requires HTTPS; terminate it here or at
+	// a load balancer). The files are re-read when they change.
+	TLS TLSConfig `yaml:"tls"`
+	// MaxBodyBytes caps a delivery's decoded body (Firehose buffers 1-64 MiB
+	// before content encoding); bigger bodies and gzip bombs get 413.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// AckDeadline bounds how long a delivery may take before the endpoint gives
+	// up with 503 so that Firehose retries; keep it below the stream's timeout.
+	AckDeadline time.Duration `yaml:"ack_deadline"`
+	// MaxConcurrentDeliveries bounds deliveries in progress (memory: each may
+	// hold MaxBodyBytes); beyond it the endpoint answers 429.
+	MaxConcurrentDeliveries int `yaml:"max_concurrent_deliveries"`
+	// DedupRequestIDs is how many fully delivered Firehose request ids are
+	// remembered, so a retry of an already acknowledged delivery is acked at once.
+	DedupRequestIDs int `yaml:"dedup_request_ids"`
+	// DedupCallIDs is how many delivered call ids are remembered, so a retried
+	// batch does not send its delivered calls to the node again.
+	DedupCallIDs int `yaml:"dedup_call_ids"`
+}
+
+// TLSConfig names a certificate and key in PEM files.
+type TLSConfig struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Enabled reports whether HTTPS is configured.
+func (c TLSConfig) Enabled() bool { return c.CertFile != "" || c.KeyFile != "" }
+
+// DefaultConfig returns the defaults. It has no access key: one must be set.
+func DefaultConfig() Config {
+	return Config{
+		Listen:                  ":8080",
+		Path:                    "/firehose",
+		HealthPath:              "/ping",
+		MaxBodyBytes:            64 << 20,
+		AckDeadline:             60 * time.Second,
+		MaxConcurrentDeliveries: 16,
+		DedupRequestIDs:         10_000,
+		DedupCallIDs:            1_000_000,
+	}
+}
+
+// Validate checks the section. An access key is always required: an
+// unauthenticated endpoint would let anyone inject calls into the inventory;
+// local tests simply configure any key.
+func (c Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("firehose.listen %q is not host:port (%v): set firehose.listen (env APIGW_CONNECTOR_FIREHOSE_LISTEN) to e.g. \":8080\"", c.Listen, err)
+	}
+	if !strings.HasPrefix(c.Path, "/") {
+		return fmt.Errorf("firehose.path %q must start with /: set firehose.path (env APIGW_CONNECTOR_FIREHOSE_PATH) to e.g. \"/firehose\"", c.Path)
+	}
+	if c.HealthPath != "" && !strings.HasPrefix(c.HealthPath, "/") {
+		return fmt.Errorf("firehose.health_path %q must start with /: set firehose.health_path (env APIGW_CONNECTOR_FIREHOSE_HEALTH_PATH) to e.g. \"/ping\", or empty to disable", c.HealthPath)
+	}
+	if c.HealthPath == c.Path {
+		return fmt.Errorf("firehose.health_path and firehose.path are both %q: give the health check its own path (env APIGW_CONNECTOR_FIREHOSE_HEALTH_PATH)", c.Path)
+	}
+	for i, k := range c.AccessKeys {
+		if strings.TrimSpace(k) == "" {
+			return fmt.Errorf("firehose.access_keys[%d] is empty: remove it or set a key (env APIGW_CONNECTOR_FIREHOSE_ACCESS_KEYS, comma-separated)", i)
+		}
+	}
+	if len(c.AccessKeys) == 0 && c.AccessKeyFile == "" {
+		return fmt.Errorf("firehose.access_keys is empty and firehose.access_key_file is not set: set the access key configured on the delivery stream (env APIGW_CONNECTOR_FIREHOSE_ACCESS_KEYS, comma-separated, or a file in APIGW_CONNECTOR_FIREHOSE_ACCESS_KEY_FILE)")
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		return fmt.Errorf("firehose.tls needs both cert_file and key_file, got cert_file %q and key_file %q: set both (env APIGW_CONNECTOR_FIREHOSE_TLS_CERT_FILE, APIGW_CONNECTOR_FIREHOSE_TLS_KEY_FILE) or neither", c.TLS.CertFile, c.TLS.KeyFile)
+	}
+	if c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 1<<30 {
+		return fmt.Errorf("firehose.max_body_bytes must be between 1024 and 1073741824, got %d: set firehose.max_body_bytes (env APIGW_CONNECTOR_FIREHOSE_MAX_BODY_BYTES) to at least the stream's buffer size (default 67108864)", c.MaxBodyBytes)
+	}
+	if c.AckDeadline < 100*time.Millisecond {
+		return fmt.Errorf("firehose.ack_deadline must be at least 100ms, got %s: set firehose.ack_deadline (env APIGW_CONNECTOR_FIREHOSE_ACK_DEADLINE) below the delivery stream's timeout, e.g. 60s", c.AckDeadline)
+	}
+	if c.MaxConcurrentDeliveries < 1 || c.MaxConcurrentDeliveries > 4096 {
+		return fmt.Errorf("firehose.max_concurrent_deliveries must be between 1 and 4096, got %d: set firehose.max_concurrent_deliveries (env APIGW_CONNECTOR_FIREHOSE_MAX_CONCURRENT_DELIVERIES)", c.MaxConcurrentDeliveries)
+	}
+	if c.DedupRequestIDs < 0 {
+		return fmt.Errorf("firehose.dedup_request_ids must not be negative, got %d: set firehose.dedup_request_ids (env APIGW_CONNECTOR_FIREHOSE_DEDUP_REQUEST_IDS), 0 disables", c.DedupRequestIDs)
+	}
+	if c.DedupCallIDs < 0 {
+		return fmt.Errorf("firehose.dedup_call_ids must not be negative, got %d: set firehose.dedup_call_ids (env APIGW_CONNECTOR_FIREHOSE_DEDUP_CALL_IDS), 0 disables", c.DedupCallIDs)
+	}
+	return nil
+}

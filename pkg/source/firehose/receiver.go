@@ -1,0 +1,417 @@
+// Package firehose is the Amazon Data Firehose HTTP endpoint source: it
+// authenticates deliveries, decodes their records, submits them to the
+// pipeline as one batch and acknowledges only once every call has settled,
+// so that Firehose retries (or backs up to S3) anything the node did not take.
+package firehose
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wallarm/apigw-connector/pkg/pipeline"
+)
+
+// Firehose request headers.
+const (
+	HeaderAccessKey = "X-Amz-Firehose-Access-Key"
+	HeaderRequestID = "X-Amz-Firehose-Request-Id"
+	HeaderSourceARN = "X-Amz-Firehose-Source-Arn"
+)
+
+// settleGrace is how long past the ack deadline the receiver waits for the
+// pipeline to report abandoned calls before it gives up on the settlement.
+const settleGrace = 5 * time.Second
+
+// Submitter is the pipeline as the receiver uses it.
+type Submitter interface {
+	Submit(ctx context.Context, b pipeline.Batch) (*pipeline.Settlement, error)
+}
+
+// Receiver is the Firehose HTTP endpoint.
+type Receiver struct {
+	cfg   Config
+	sub   Submitter
+	log   *slog.Logger
+	m     *metrics
+	keys  *keyring
+	certs *certReloader
+
+	sem   chan struct{}
+	acked *IDSet // Firehose request ids whose every call settled
+	calls *IDSet // call ids delivered, shared by all deliveries
+
+	flightMu sync.Mutex
+	flights  map[string]*flight // deliveries in progress, by request id
+
+	// baseCtx parents every delivery; cancelled when Shutdown runs out of time,
+	// which abandons the calls still in flight.
+	baseCtx    context.Context
+	cancelBase context.CancelFunc
+
+	active sync.WaitGroup // deliveries being handled, so Shutdown can wait for them
+
+	srv       *http.Server
+	ln        net.Listener
+	ready     atomic.Bool
+	serveDone chan struct{}
+}
+
+// flight lets a retry that arrives while its original is still being
+// delivered wait for that outcome instead of sending the calls twice.
+type flight struct {
+	done    chan struct{}
+	settled bool
+}
+
+// New builds a receiver; it fails when the keys or the certificate cannot be loaded.
+func New(cfg Config, sub Submitter, reg prometheus.Registerer, log *slog.Logger) (*Receiver, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if sub == nil {
+		return nil, errors.New("create firehose receiver: nil submitter")
+	}
+	keys, err := newKeyring(cfg.AccessKeys, cfg.AccessKeyFile, log)
+	if err != nil {
+		return nil, fmt.Errorf("create firehose receiver: %w", err)
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("create firehose receiver: register metrics: %w", err)
+	}
+	r := &Receiver{
+		cfg: cfg, sub: sub, log: log, m: m, keys: keys,
+		sem:     make(chan struct{}, cfg.MaxConcurrentDeliveries),
+		acked:   NewIDSet(cfg.DedupRequestIDs),
+		calls:   NewIDSet(cfg.DedupCallIDs),
+		flights: make(map[string]*flight),
+	}
+	if cfg.TLS.Enabled() {
+		if r.certs, err = newCertReloader(cfg.TLS, log); err != nil {
+			return nil, fmt.Errorf("create firehose receiver: %w", err)
+		}
+	}
+	r.baseCtx, r.cancelBase = context.WithCancel(context.Background())
+	return r, nil
+}
+
+// Start listens and serves in the background.
+func (r *Receiver) Start(_ context.Context) error {
+	ln, err := net.Listen("tcp", r.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("start firehose receiver: listen on %s: %w", r.cfg.Listen, err)
+	}
+	r.ln = ln
+	r.srv = &http.Server{
+		Handler:           r.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		// The whole exchange is bounded by the ack deadline (body read included);
+		// the write timeout leaves room to send the 503 that follows it.
+		ReadTimeout:  r.cfg.AckDeadline,
+		WriteTimeout: r.cfg.AckDeadline + settleGrace + 5*time.Second,
+		IdleTimeout:  2 * time.Minute,
+		ErrorLog:     slog.NewLogLogger(r.log.Handler(), slog.LevelWarn),
+		BaseContext:  func(net.Listener) context.Context { return r.baseCtx },
+	}
+	if r.certs != nil {
+		r.srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: r.certs.getCertificate}
+	}
+	r.serveDone = make(chan struct{})
+	go func() {
+		defer close(r.serveDone)
+		var err error
+		if r.certs != nil {
+			err = r.srv.ServeTLS(ln, "", "")
+		} else {
+			err = r.srv.Serve(ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			r.log.Error("firehose endpoint stopped serving", "addr", ln.Addr().String(), "err", err)
+		}
+	}()
+	r.ready.Store(true)
+	r.log.Info("firehose endpoint listening", "addr", ln.Addr().String(), "path", r.cfg.Path, "tls", r.certs != nil)
+	return nil
+}
+
+// Shutdown stops accepting deliveries and waits for those in progress to be
+// answered. If ctx ends first, their remaining calls are abandoned (they are
+// answered 503, so Firehose retries them) and connections are closed.
+func (r *Receiver) Shutdown(ctx context.Context) error {
+	r.ready.Store(false)
+	defer r.cancelBase()
+	if r.srv == nil {
+		return nil
+	}
+	err := r.srv.Shutdown(ctx)
+	if err != nil {
+		// Out of time: abandon the calls still in flight; their deliveries
+		// answer 503 at once (if the connection is still there) and end.
+		r.cancelBase()
+		err = errors.Join(fmt.Errorf("shut down firehose receiver: %w", err), r.srv.Close())
+	}
+	<-r.serveDone
+	done := make(chan struct{})
+	go func() { r.active.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(settleGrace):
+		err = errors.Join(err, errors.New("shut down firehose receiver: deliveries still running after their calls were abandoned"))
+	}
+	return err
+}
+
+// Addr is the listening address, nil before Start.
+func (r *Receiver) Addr() net.Addr {
+	if r.ln == nil {
+		return nil
+	}
+	return r.ln.Addr()
+}
+
+// Ready reports whether the endpoint is serving (false once shutting down).
+func (r *Receiver) Ready() bool { return r.ready.Load() }
+
+// Handler is the endpoint's HTTP handler (delivery path and health path).
+func (r *Receiver) Handler() http.Handler { return http.HandlerFunc(r.serveHTTP) }
+
+func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request) {
+	switch req.URL.Path {
+	case r.cfg.Path:
+		r.serveDelivery(w, req)
+	case r.cfg.HealthPath:
+		if r.cfg.HealthPath == "" {
+			http.NotFound(w, req)
+			return
+		}
+		if !r.ready.Load() {
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "OK\n")
+	default:
+		http.NotFound(w, req)
+	}
+}
+
+func (r *Receiver) serveDelivery(w http.ResponseWriter, req *http.Request) {
+	arrived := time.Now()
+	id := req.Header.Get(HeaderRequestID)
+	log := r.log.With("request_id", id, "remote", req.RemoteAddr)
+	if req.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		r.fail(w, http.StatusMethodNotAllowed, id, "use POST")
+		return
+	}
+	// Authenticate before reading a byte of the body.
+	keys := req.Header.Values(HeaderAccessKey)
+	if len(keys) == 0 || !r.keys.match(keys[0]) {
+		r.m.authFailures.Inc()
+		reason := "the access key is wrong"
+		if len(keys) == 0 {
+			reason = "the " + HeaderAccessKey + " header is missing"
+		}
+		log.Warn("refused a Firehose delivery: "+reason+"; check the delivery stream's access key against firehose.access_keys",
+			"source_arn", req.Header.Get(HeaderSourceARN))
+		r.fail(w, http.StatusUnauthorized, id, "unauthorized: "+reason)
+		return
+	}
+	select {
+	case r.sem <- struct{}{}:
+		defer func() { <-r.sem }()
+	default:
+		log.Warn("refused a Firehose delivery: too many in progress; Firehose will retry", "max_concurrent_deliveries", r.cfg.MaxConcurrentDeliveries)
+		r.fail(w, http.StatusTooManyRequests, id, fmt.Sprintf("too many deliveries in progress (limit %d); retry later", r.cfg.MaxConcurrentDeliveries))
+		return
+	}
+	r.active.Add(1)
+	defer r.active.Done()
+	r.m.inProgress.Inc()
+	defer r.m.inProgress.Dec()
+
+	// The deadline runs from arrival: Firehose's own timeout does too.
+	ctx, cancel := context.WithDeadline(r.baseCtx, arrived.Add(r.cfg.AckDeadline))
+	defer cancel()
+
+	body := &countingReader{r: http.MaxBytesReader(w, req.Body, wireLimit(r.cfg.MaxBodyBytes))}
+	fr, err := DecodeRequest(body, req.Header.Get("Content-Encoding"), r.cfg.MaxBodyBytes)
+	r.m.bytes.Add(float64(body.n))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.As(body.err, &tooBig), errors.Is(err, ErrTooLarge):
+			log.Warn("refused a Firehose delivery: body too large; lower the stream's buffer size or raise firehose.max_body_bytes", "max_body_bytes", r.cfg.MaxBodyBytes)
+			r.fail(w, http.StatusRequestEntityTooLarge, id, fmt.Sprintf("request body exceeds %d bytes", r.cfg.MaxBodyBytes))
+		case body.err != nil:
+			log.Warn("could not read a Firehose delivery body", "err", body.err)
+			r.fail(w, http.StatusBadRequest, id, "read body: "+body.err.Error())
+		default:
+			log.Warn("refused a malformed Firehose delivery", "err", err)
+			r.fail(w, http.StatusBadRequest, id, err.Error())
+		}
+		return
+	}
+	if id == "" {
+		r.fail(w, http.StatusBadRequest, fr.RequestID, "the "+HeaderRequestID+" header is missing")
+		return
+	}
+	if id != fr.RequestID {
+		log.Warn("refused a Firehose delivery: header and body request ids differ", "body_request_id", fr.RequestID)
+		r.fail(w, http.StatusBadRequest, id, fmt.Sprintf("%s header %q does not match body requestId %q", HeaderRequestID, id, fr.RequestID))
+		return
+	}
+	r.m.records.Add(float64(len(fr.Records)))
+
+	if r.acked.Contains(id) {
+		r.m.duplicates.WithLabelValues("request").Inc()
+		log.Debug("acknowledged a retry of a delivery already acknowledged")
+		r.ack(w, id, arrived)
+		return
+	}
+	f, leader := r.joinFlight(id)
+	if !leader {
+		// A retry overlapping its original: wait for that one's outcome.
+		r.m.duplicates.WithLabelValues("request").Inc()
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+		}
+		r.reply(w, id, arrived, f, log)
+		return
+	}
+	f.settled = r.deliver(ctx, fr, log)
+	r.endFlight(id, f)
+	r.reply(w, id, arrived, f, log)
+}
+
+func (r *Receiver) reply(w http.ResponseWriter, id string, arrived time.Time, f *flight, log *slog.Logger) {
+	select {
+	case <-f.done:
+		if f.settled {
+			r.ack(w, id, arrived)
+			return
+		}
+	default:
+	}
+	log.Warn("Firehose delivery not acknowledged: the node did not take every call before firehose.ack_deadline; Firehose will retry the batch",
+		"ack_deadline", r.cfg.AckDeadline)
+	r.fail(w, http.StatusServiceUnavailable, id, "not every call was delivered to the node before the ack deadline; retry")
+}
+
+// deliver submits the records as one batch and reports whether every call settled.
+func (r *Receiver) deliver(ctx context.Context, fr *Request, log *slog.Logger) bool {
+	deadline, _ := ctx.Deadline()
+	b := pipeline.Batch{Source: "firehose/" + fr.RequestID, Format: pipeline.FormatCloudWatchLogs, Records: make([]pipeline.Record, 0, len(fr.Records))}
+	for i, data := range fr.Records {
+		if len(data) == 0 {
+			continue
+		}
+		b.Records = append(b.Records, pipeline.Record{ID: strconv.Itoa(i), Data: data})
+	}
+	if r.cfg.DedupCallIDs > 0 {
+		b.Dedup = r.calls
+	}
+	s, err := r.sub.Submit(ctx, b)
+	if err != nil {
+		log.Warn("could not submit a Firehose delivery", "err", err)
+		return false
+	}
+	// The pipeline abandons the calls when ctx ends and then closes Done; the
+	// timer only guards against a settlement that never reports.
+	guard := time.NewTimer(time.Until(deadline) + settleGrace)
+	defer guard.Stop()
+	select {
+	case <-s.Done():
+	case <-guard.C:
+		log.Error("pipeline did not settle a Firehose delivery after its deadline; answering 503")
+		return false
+	}
+	out := s.Outcome()
+	if out.Duplicates > 0 {
+		r.m.duplicates.WithLabelValues("call").Add(float64(out.Duplicates))
+	}
+	log.Debug("Firehose delivery settled", "records", out.Records, "events", out.Events, "calls", out.Calls,
+		"delivered", out.Delivered, "rejected", out.Rejected, "duplicates", out.Duplicates,
+		"decode_errors", out.DecodeErrors, "parse_errors", out.ParseErrors, "abandoned", out.Abandoned)
+	return out.Settled()
+}
+
+func (r *Receiver) joinFlight(id string) (*flight, bool) {
+	r.flightMu.Lock()
+	defer r.flightMu.Unlock()
+	if f, ok := r.flights[id]; ok {
+		return f, false
+	}
+	f := &flight{done: make(chan struct{})}
+	r.flights[id] = f
+	return f, true
+}
+
+func (r *Receiver) endFlight(id string, f *flight) {
+	if f.settled {
+		r.acked.Add(id) // before the flight ends, so no retry slips between the two
+	}
+	r.flightMu.Lock()
+	delete(r.flights, id)
+	r.flightMu.Unlock()
+	close(f.done)
+}
+
+type ackBody struct {
+	RequestID    string `json:"requestId"`
+	Timestamp    int64  `json:"timestamp"`
+	ErrorMessage string `json:"errorMessage,omitempty"`
+}
+
+func (r *Receiver) ack(w http.ResponseWriter, id string, arrived time.Time) {
+	r.write(w, http.StatusOK, ackBody{RequestID: id, Timestamp: time.Now().UnixMilli()})
+	r.m.ackDuration.Observe(time.Since(arrived).Seconds())
+}
+
+func (r *Receiver) fail(w http.ResponseWriter, code int, id, msg string) {
+	r.write(w, code, ackBody{RequestID: id, Timestamp: time.Now().UnixMilli(), ErrorMessage: msg})
+}
+
+func (r *Receiver) write(w http.ResponseWriter, code int, b ackBody) {
+	r.m.deliveries.WithLabelValues(strconv.Itoa(code)).Inc()
+	buf, _ := json.Marshal(b)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(buf)))
+	w.WriteHeader(code)
+	_, _ = w.Write(buf)
+}
+
+// wireLimit caps the body as sent: gzip can make incompressible data slightly
+// bigger than the decoded cap, so allow that much more.
+func wireLimit(maxDecoded int64) int64 { return maxDecoded + maxDecoded/64 + 64<<10 }
+
+// countingReader counts bytes read and remembers the first read error, so a
+// transport failure is told apart from a malformed body.
+type countingReader struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if err != nil && err != io.EOF && c.err == nil {
+		c.err = err
+	}
+	return n, err
+}

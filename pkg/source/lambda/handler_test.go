@@ -1,0 +1,409 @@
+package lambda
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+
+	"github.com/wallarm/apigw-connector/pkg/accesslog"
+	"github.com/wallarm/apigw-connector/pkg/cwlogs"
+	"github.com/wallarm/apigw-connector/pkg/devnode"
+	"github.com/wallarm/apigw-connector/pkg/node"
+	"github.com/wallarm/apigw-connector/pkg/pipeline"
+	"github.com/wallarm/apigw-connector/pkg/source/firehose"
+	"github.com/wallarm/apigw-connector/pkg/traffic"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// summaries returns the invocation summary lines logged so far.
+func (s *syncBuffer) summaries(t testing.TB) []map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []map[string]any
+	for _, line := range strings.Split(s.b.String(), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line is not JSON: %q", line)
+		}
+		if m["msg"] == "invocation done" || strings.HasPrefix(m["msg"].(string), "invocation failed") {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// env is the real chain: handler -> pipeline -> node client -> devnode.
+type env struct {
+	node *devnode.Server
+	h    *Handler
+	logs *syncBuffer
+}
+
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, nil))
+	reg := prometheus.NewRegistry()
+	e := &env{logs: logs}
+	e.node = devnode.New(devnode.DefaultOptions(), nil, slog.New(slog.DiscardHandler))
+	addr, err := e.node.Start(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("start devnode: %v", err)
+	}
+	ncfg := node.DefaultConfig()
+	ncfg.URL = "http://" + addr.String()
+	ncfg.Concurrency = 16
+	ncfg.Retry.InitialBackoff = 5 * time.Millisecond
+	ncfg.Retry.MaxBackoff = 50 * time.Millisecond
+	fwd, err := node.New(ncfg, reg, log)
+	if err != nil {
+		t.Fatalf("create node client: %v", err)
+	}
+	parser, err := accesslog.NewParser(accesslog.DefaultMapping())
+	if err != nil {
+		t.Fatalf("create parser: %v", err)
+	}
+	pcfg := pipeline.DefaultConfig()
+	pcfg.Workers = ncfg.Concurrency
+	p, err := pipeline.New(pcfg, fwd, cwlogs.NewDecoder(cwlogs.DefaultOptions()), parser, reg, log)
+	if err != nil {
+		t.Fatalf("create pipeline: %v", err)
+	}
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatalf("start pipeline: %v", err)
+	}
+	e.h = NewHandler(p, log)
+	e.h.Dedup = firehose.NewIDSet(100_000)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := p.Shutdown(ctx); err != nil {
+			t.Errorf("shut down pipeline: %v", err)
+		}
+		if err := e.node.Shutdown(ctx); err != nil {
+			t.Errorf("shut down devnode: %v", err)
+		}
+		fwd.Close()
+	})
+	return e
+}
+
+func (e *env) assertDeliveredOnce(t testing.TB, calls []traffic.Call) {
+	t.Helper()
+	got := e.node.DeliveredIDs()
+	missing, dup := 0, 0
+	for _, c := range calls {
+		switch n := got[c.RequestID]; {
+		case n == 0:
+			missing++
+		case n > 1:
+			dup++
+		}
+	}
+	if missing > 0 || dup > 0 {
+		t.Fatalf("of %d calls, %d never reached the node and %d reached it more than once", len(calls), missing, dup)
+	}
+}
+
+func generator(seed int64) *traffic.Generator {
+	o := traffic.DefaultOptions()
+	o.Seed = seed
+	return traffic.New(o)
+}
+
+// awslogsPayload is what CloudWatch Logs sends a subscribed function.
+func awslogsPayload(doc []byte) []byte {
+	b, _ := json.Marshal(events.CloudwatchLogsEvent{AWSLogs: events.CloudwatchLogsRawData{Data: base64.StdEncoding.EncodeToString(doc)}})
+	return b
+}
+
+// kinesisPayload is what an event source mapping sends: one record per data.
+func kinesisPayload(data ...[]byte) ([]byte, []string) {
+	ev := events.KinesisEvent{}
+	var seqs []string
+	for i, d := range data {
+		seq := "4959" + strconv.Itoa(1000000+i)
+		seqs = append(seqs, seq)
+		ev.Records = append(ev.Records, events.KinesisEventRecord{
+			AwsRegion: "us-east-1", EventID: "shardId-000000000000:" + seq, EventName: "aws:kinesis:record",
+			EventSource: "aws:kinesis", EventSourceArn: "arn:aws:kinesis:us-east-1:123456789012:stream/apigw-logs",
+			EventVersion: "1.0",
+			Kinesis:      events.KinesisRecord{Data: d, PartitionKey: "pk-" + strconv.Itoa(i), SequenceNumber: seq, KinesisSchemaVersion: "1.0"},
+		})
+	}
+	b, _ := json.Marshal(ev)
+	return b, seqs
+}
+
+func withDeadline(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestSubscriptionEventIsDelivered(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	evs, calls := generator(1).Events(nil, 50)
+	out, err := e.h.Invoke(withDeadline(t, 30*time.Second), awslogsPayload(traffic.GzipEnvelope("/aws/apigw/a", "s", evs)))
+	if err != nil {
+		t.Fatalf("invoke: %v", err)
+	}
+	if string(out) != "null" {
+		t.Errorf("output %q, want null", out)
+	}
+	e.assertDeliveredOnce(t, calls)
+	sums := e.logs.summaries(t)
+	if len(sums) != 1 {
+		t.Fatalf("%d summary lines, want 1", len(sums))
+	}
+	for k, want := range map[string]float64{"events": 50, "calls": 50, "delivered": 50, "rejected": 0, "failed": 0} {
+		if sums[0][k] != want {
+			t.Errorf("summary %s = %v, want %v", k, sums[0][k], want)
+		}
+	}
+	if _, ok := sums[0]["duration_ms"]; !ok {
+		t.Error("summary has no duration_ms")
+	}
+}
+
+func TestControlMessageAndGarbageAreNotRetried(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := withDeadline(t, 30*time.Second)
+	for name, payload := range map[string][]byte{
+		"control message": awslogsPayload(traffic.Gzip(traffic.ControlMessage())),
+		"not gzip":        awslogsPayload([]byte("garbage")),
+		"not base64":      []byte(`{"awslogs":{"data":"%%%"}}`),
+	} {
+		if _, err := e.h.Invoke(ctx, payload); err != nil {
+			t.Errorf("%s: %v, want success (retrying cannot help)", name, err)
+		}
+	}
+}
+
+func TestPermanentRejectionSettles(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.node.SetFailing(http.StatusBadRequest, time.Hour)
+	evs, _ := generator(2).Events(nil, 5)
+	if _, err := e.h.Invoke(withDeadline(t, 30*time.Second), awslogsPayload(traffic.GzipEnvelope("/aws/apigw/a", "s", evs))); err != nil {
+		t.Fatalf("invoke: %v, want success: rejected calls are settled", err)
+	}
+	if s := e.logs.summaries(t); len(s) != 1 || s[0]["rejected"] != float64(5) {
+		t.Fatalf("summaries %v, want one with rejected=5", s)
+	}
+}
+
+func TestStalledNodeFailsTheSubscriptionEventBeforeTheDeadline(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.node.SetFailing(http.StatusServiceUnavailable, time.Hour)
+	evs, calls := generator(3).Events(nil, 20)
+	payload := awslogsPayload(traffic.GzipEnvelope("/aws/apigw/a", "s", evs))
+	ctx := withDeadline(t, 3*time.Second)
+	dl, _ := ctx.Deadline()
+	_, err := e.h.Invoke(ctx, payload)
+	if !errors.Is(err, ErrNotDelivered) {
+		t.Fatalf("err %v, want ErrNotDelivered", err)
+	}
+	if time.Now().After(dl) {
+		t.Fatalf("returned after the invocation deadline")
+	}
+	if s := e.logs.summaries(t); len(s) != 1 || s[0]["failed"] != float64(20) {
+		t.Fatalf("summaries %v, want one with failed=20", s)
+	}
+	// Lambda retries the event once the node is back: everything arrives once.
+	e.node.SetFailing(0, 0)
+	if _, err := e.h.Invoke(withDeadline(t, 30*time.Second), payload); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	e.assertDeliveredOnce(t, calls)
+}
+
+func TestKinesisBatchIsDelivered(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var data [][]byte
+	var calls []traffic.Call
+	for _, r := range generator(4).Records(5, 10, 30) {
+		data = append(data, r.Data)
+		calls = append(calls, r.Calls...)
+	}
+	payload, _ := kinesisPayload(data...)
+	out, err := e.h.Invoke(withDeadline(t, 30*time.Second), payload)
+	if err != nil {
+		t.Fatalf("invoke: %v", err)
+	}
+	var resp events.KinesisEventResponse
+	if err := json.Unmarshal(out, &resp); err != nil {
+		t.Fatalf("output %q: %v", out, err)
+	}
+	if resp.BatchItemFailures == nil || len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("batchItemFailures %v, want an empty list", resp.BatchItemFailures)
+	}
+	if !bytes.Contains(out, []byte(`"batchItemFailures":[]`)) {
+		t.Errorf("output %s: want an explicit empty batchItemFailures", out)
+	}
+	e.assertDeliveredOnce(t, calls)
+}
+
+// TestKinesisPartialBatchListsExactlyTheUndeliveredRecords: with the node
+// stalled, only the record whose calls must reach the node fails; the ones
+// that settle without it (control message, undecodable data, calls already
+// delivered in an earlier invocation) do not.
+func TestKinesisPartialBatchListsExactlyTheUndeliveredRecords(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	g := generator(5)
+	recs := g.Records(3, 5, 5)
+	// An earlier invocation delivered record 0's calls and record 2's calls.
+	first, _ := kinesisPayload(recs[0].Data, recs[2].Data)
+	if _, err := e.h.Invoke(withDeadline(t, 30*time.Second), first); err != nil {
+		t.Fatalf("first invocation: %v", err)
+	}
+
+	e.node.SetFailing(http.StatusServiceUnavailable, time.Hour)
+	payload, seqs := kinesisPayload(
+		recs[0].Data, // delivered before
+		traffic.Gzip(traffic.ControlMessage()),
+		recs[1].Data, // must reach the stalled node: fails
+		[]byte("not a subscription record"),
+		recs[2].Data, // delivered before
+	)
+	ctx := withDeadline(t, 2*time.Second)
+	out, err := e.h.Invoke(ctx, payload)
+	if err != nil {
+		t.Fatalf("invoke: %v", err)
+	}
+	var resp events.KinesisEventResponse
+	if err := json.Unmarshal(out, &resp); err != nil {
+		t.Fatalf("output %q: %v", out, err)
+	}
+	if len(resp.BatchItemFailures) != 1 || resp.BatchItemFailures[0].ItemIdentifier != seqs[2] {
+		t.Fatalf("batchItemFailures %+v, want exactly [%s]", resp.BatchItemFailures, seqs[2])
+	}
+
+	// Lambda retries from the failed record once the node is back.
+	e.node.SetFailing(0, 0)
+	retry, _ := kinesisPayload(recs[1].Data, []byte("not a subscription record"), recs[2].Data)
+	out, err = e.h.Invoke(withDeadline(t, 30*time.Second), retry)
+	if err != nil || !bytes.Contains(out, []byte(`"batchItemFailures":[]`)) {
+		t.Fatalf("retry: %s, %v; want no failures", out, err)
+	}
+	e.assertDeliveredOnce(t, append(append(recs[0].Calls, recs[1].Calls...), recs[2].Calls...))
+}
+
+func TestKinesisStalledNodeFailsEveryRecord(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.node.SetFailing(http.StatusServiceUnavailable, time.Hour)
+	var data [][]byte
+	for _, r := range generator(6).Records(4, 3, 3) {
+		data = append(data, r.Data)
+	}
+	payload, seqs := kinesisPayload(data...)
+	out, err := e.h.Invoke(withDeadline(t, 2*time.Second), payload)
+	if err != nil {
+		t.Fatalf("invoke: %v", err)
+	}
+	var resp events.KinesisEventResponse
+	_ = json.Unmarshal(out, &resp)
+	var got []string
+	for _, f := range resp.BatchItemFailures {
+		got = append(got, f.ItemIdentifier)
+	}
+	if strings.Join(got, ",") != strings.Join(seqs, ",") {
+		t.Fatalf("batchItemFailures %v, want every record in order %v", got, seqs)
+	}
+}
+
+func TestInvokeRejectsOtherEvents(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := withDeadline(t, 5*time.Second)
+	for _, payload := range []string{`{"Records":[{"eventSource":"aws:sqs"}]}`, `{"foo":1}`, `[]`, `nonsense`} {
+		if _, err := e.h.Invoke(ctx, []byte(payload)); !errors.Is(err, ErrUnsupportedEvent) {
+			t.Errorf("%s: err %v, want ErrUnsupportedEvent", payload, err)
+		}
+	}
+	out, err := e.h.Invoke(ctx, []byte(`{"Records":[]}`))
+	if err != nil || string(out) != `{"batchItemFailures":[]}` {
+		t.Errorf("empty batch: %s, %v", out, err)
+	}
+}
+
+func TestDeliveryContextMargin(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		left, wantMargin time.Duration
+	}{
+		{60 * time.Second, maxMargin},
+		{5 * time.Second, 500 * time.Millisecond},
+		{500 * time.Millisecond, minMargin},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), tc.left)
+		dl, _ := ctx.Deadline()
+		dctx, dcancel := deliveryContext(ctx)
+		ddl, _ := dctx.Deadline()
+		if got := dl.Sub(ddl); got < tc.wantMargin-10*time.Millisecond || got > tc.wantMargin+10*time.Millisecond {
+			t.Errorf("%s left: margin %s, want %s", tc.left, got, tc.wantMargin)
+		}
+		dcancel()
+		cancel()
+	}
+}
+
+// BenchmarkSubscriptionEvent1000 measures handler time for a 1,000-event
+// subscription event delivered to an in-process devnode over loopback.
+func BenchmarkSubscriptionEvent1000(b *testing.B) {
+	e := newEnv(b)
+	e.h.Dedup = nil // fresh calls every iteration anyway
+	e.h.log = slog.New(slog.DiscardHandler)
+	g := generator(99)
+	var total time.Duration
+	calls := 0
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		evs, cs := g.Events(nil, 1000)
+		payload := awslogsPayload(traffic.GzipEnvelope("/aws/apigw/a", "s", evs))
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		b.StartTimer()
+		start := time.Now()
+		if _, err := e.h.Invoke(ctx, payload); err != nil {
+			b.Fatal(err)
+		}
+		total += time.Since(start)
+		cancel()
+		calls += len(cs)
+	}
+	b.ReportMetric(float64(calls)/total.Seconds(), "calls/s")
+}
