@@ -1,0 +1,121 @@
+package telemetry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestRateLimitHandlerSuppressesRepeatsAndCountsThem(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	now := time.Unix(0, 0)
+	h := NewRateLimitHandler(slog.NewJSONHandler(&buf, nil), 10*time.Second, func() time.Time { return now })
+	log := slog.New(h)
+	for range 5 {
+		log.Warn("skipping undecodable record", "reason", "gzip")
+	}
+	log.Warn("another problem")
+	log.Info("lifecycle") // never suppressed
+	log.Info("lifecycle")
+	now = now.Add(11 * time.Second)
+	log.With("shard", "s1").Warn("skipping undecodable record", "reason", "json")
+
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 5 {
+		t.Fatalf("got %d lines, want 5:\n%s", len(lines), buf.String())
+	}
+	var last map[string]any
+	if err := json.Unmarshal([]byte(lines[4]), &last); err != nil {
+		t.Fatal(err)
+	}
+	if last["suppressed"] != float64(4) || last["reason"] != "json" || last["shard"] != "s1" {
+		t.Fatalf("last line %v: want suppressed=4 with its own context", last)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"default metrics", DefaultMetricsConfig().Validate(), ""},
+		{"disabled metrics", MetricsConfig{}.Validate(), ""},
+		{"bad addr", MetricsConfig{Addr: "9102"}.Validate(), "metrics.addr"},
+		{"default log", DefaultLogConfig().Validate(), ""},
+		{"bad level", LogConfig{Level: "loud", Format: "json"}.Validate(), "log.level"},
+		{"bad format", LogConfig{Level: "info", Format: "xml"}.Validate(), "log.format"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if tt.want == "" {
+				if tt.err != nil {
+					t.Fatalf("unexpected error %v", tt.err)
+				}
+				return
+			}
+			if tt.err == nil || !strings.Contains(tt.err.Error(), tt.want) {
+				t.Fatalf("error %v, want one naming %s", tt.err, tt.want)
+			}
+		})
+	}
+}
+
+func TestServerEndpoints(t *testing.T) {
+	t.Parallel()
+	reg := NewRegistry()
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "apigw_connector_test_things_total", Help: "x"})
+	reg.MustRegister(c)
+	c.Add(3)
+	s := NewServer("127.0.0.1:0", reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	var ready atomic.Bool
+	s.AddReadyCheck("source", func(context.Context) error {
+		if !ready.Load() {
+			return errors.New("no leases yet")
+		}
+		return nil
+	})
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	base := "http://" + s.Addr().String()
+	get := func(path string) (int, string) {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("/healthz"); code != 200 {
+		t.Fatalf("healthz %d", code)
+	}
+	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "no leases yet") {
+		t.Fatalf("readyz before ready: %d %s", code, body)
+	}
+	ready.Store(true)
+	if code, _ := get("/readyz"); code != 200 {
+		t.Fatalf("readyz when ready: %d", code)
+	}
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "apigw_connector_test_things_total 3") || !strings.Contains(body, "go_goroutines") {
+		t.Fatalf("metrics %d:\n%s", code, body)
+	}
+}
