@@ -1,0 +1,5 @@
+//go:build !race
+
+package kinesis
+
+const raceEnabled = false

@@ -1,0 +1,130 @@
+// Package kinesis is the Kinesis Data Streams source: a long-running worker that reads the
+// shards it holds leases for (pkg/lease, KCL-compatible table), hands every record to the
+// pipeline as one batch, and checkpoints only the prefix of each shard the pipeline has settled.
+// Several identical workers share a stream; leases move between them on failover and stealing.
+package kinesis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wallarm/apigw-connector/pkg/lease"
+	"github.com/wallarm/apigw-connector/pkg/pipeline"
+)
+
+// Submitter takes one batch and reports when it settled; *pipeline.Pipeline satisfies it.
+type Submitter interface {
+	Submit(ctx context.Context, b pipeline.Batch) (*pipeline.Settlement, error)
+}
+
+// Source is one worker of the Kinesis consumer.
+type Source struct {
+	cfg   Config
+	log   *slog.Logger
+	deps  *readerDeps
+	coord *lease.Coordinator
+
+	hardStop     chan struct{}
+	hardStopOnce sync.Once
+}
+
+// New builds a worker. Region, endpoints and credentials come only from awsCfg, i.e. the SDK's
+// standard sources (AWS_REGION, AWS_ENDPOINT_URL_KINESIS, AWS_ENDPOINT_URL_DYNAMODB, task role).
+func New(cfg Config, awsCfg aws.Config, sub Submitter, reg prometheus.Registerer, log *slog.Logger) (*Source, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if awsCfg.Region == "" {
+		return nil, errors.New("kinesis source: no AWS region: set AWS_REGION (or a profile's region)")
+	}
+	if sub == nil {
+		return nil, errors.New("kinesis source: nil Submitter")
+	}
+	if cfg.WorkerID == "" {
+		cfg.WorkerID = defaultWorkerID(context.Background())
+	}
+	leaseLog := log // pkg/lease adds the worker id itself
+	log = log.With("worker", cfg.WorkerID)
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	kc := kinesis.NewFromConfig(awsCfg)
+	st := parseStream(cfg.Stream)
+	s := &Source{cfg: cfg, log: log, hardStop: make(chan struct{})}
+	s.deps = &readerDeps{
+		cfg: cfg, api: kc, stream: st, lister: &shardLister{api: kc, stream: st},
+		sub: sub, m: m, log: log, hardStop: s.hardStop,
+	}
+	s.coord, err = lease.NewCoordinator(dynamodb.NewFromConfig(awsCfg), s.deps.lister, processor{s.deps},
+		s.leaseConfig(), reg, leaseLog)
+	if err != nil {
+		return nil, fmt.Errorf("create lease coordinator: %w", err)
+	}
+	return s, nil
+}
+
+func (s *Source) leaseConfig() lease.Config {
+	c := s.cfg
+	return lease.Config{
+		TableName:          c.ApplicationName,
+		WorkerID:           c.WorkerID,
+		FailoverTime:       c.FailoverTime,
+		RenewInterval:      c.FailoverTime / 3, // as the KCL: three chances to renew before expiry
+		MaxLeasesPerWorker: c.MaxLeasesPerWorker,
+		MaxLeasesToSteal:   c.MaxLeasesToSteal,
+		ShardSyncInterval:  c.ShardSyncInterval,
+		CreateTable:        c.CreateLeaseTable,
+		InitialPosition:    c.InitialPosition,
+	}
+}
+
+// WorkerID is the id this worker writes as leaseOwner.
+func (s *Source) WorkerID() string { return s.cfg.WorkerID }
+
+// Start creates the lease table when configured and begins taking leases and reading shards.
+// Cancelling ctx stops the worker abruptly (no graceful release); use Shutdown for a clean stop.
+func (s *Source) Start(ctx context.Context) error {
+	s.log.Info("starting kinesis source", "stream", s.cfg.Stream, "lease_table", s.cfg.ApplicationName)
+	if err := s.coord.Start(ctx); err != nil {
+		return fmt.Errorf("start kinesis source: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops fetching on every shard, lets in-flight calls settle within ShutdownGrace (or
+// until ctx ends), writes the final checkpoints and releases the leases so other workers take
+// them at once.
+func (s *Source) Shutdown(ctx context.Context) error {
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-ctx.Done():
+			s.hardStopOnce.Do(func() { close(s.hardStop) })
+		case <-done:
+		}
+	}()
+	if err := s.coord.Shutdown(ctx); err != nil {
+		return fmt.Errorf("shut down kinesis source: %w", err)
+	}
+	return nil
+}
+
+// Ready reports whether the worker reaches its lease table and takes part in the group.
+func (s *Source) Ready() bool { return s.coord.Ready() }
+
+// processor implements lease.Processor: one shard reader per held lease.
+type processor struct{ d *readerDeps }
+
+func (p processor) ProcessShard(ctx context.Context, h *lease.Handle) {
+	newShardRun(p.d, h).run(ctx)
+}
