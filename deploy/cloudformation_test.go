@@ -194,7 +194,7 @@ var wantRoles = map[string]map[string]struct {
 		"TaskRole": {"ecs-tasks.amazonaws.com", []statement{
 			{[]string{"kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:ListShards"},
 				[]string{"{GetAtt:Stream.Arn}"}},
-			{[]string{"dynamodb:DeleteItem", "dynamodb:DescribeTable", "dynamodb:PutItem", "dynamodb:Scan", "dynamodb:UpdateItem"},
+			{[]string{"dynamodb:DeleteItem", "dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Scan", "dynamodb:UpdateItem"},
 				[]string{"{GetAtt:LeaseTable.Arn}"}},
 		}},
 	},

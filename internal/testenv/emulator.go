@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -117,15 +118,27 @@ func launch(t testing.TB, name string, cmd *exec.Cmd, port int) (string, error) 
 	// A file, not a buffer: no copier goroutines for goleak to find.
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	setProcessGroup(cmd)
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return "", fmt.Errorf("run %s (is node installed?): %w", cmd.Path, err)
-	}
+	// Pdeathsig fires when the OS thread that started the child exits, not
+	// the process: the Go runtime may retire threads, which killed emulators
+	// mid-test. Start and wait on one goroutine locked to its thread, so the
+	// thread outlives the child.
 	exited := make(chan struct{})
+	started := make(chan error, 1)
 	go func() {
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			close(exited)
+			return
+		}
+		started <- nil
 		_ = cmd.Wait()
 		close(exited)
 	}()
+	if err := <-started; err != nil {
+		logFile.Close()
+		return "", fmt.Errorf("run %s (is node installed?): %w", cmd.Path, err)
+	}
 	stop := func() {
 		killProcessGroup(cmd)
 		<-exited

@@ -341,6 +341,10 @@ func (c *Coordinator) renew(ctx context.Context, hl *heldLease) {
 		return
 	}
 	err := c.tbl.renew(rctx, hl.key, hl.counter, c.cfg.WorkerID)
+	if isConditionalFailure(err) && c.reconcileLocked(rctx, hl) {
+		err = c.tbl.renew(rctx, hl.key, hl.counter, c.cfg.WorkerID)
+	}
+	noteUnsureLocked(hl, err)
 	if err == nil {
 		hl.counter++
 		hl.lastRenew = time.Now()

@@ -42,6 +42,9 @@ type heldLease struct {
 	lastCheckpoint time.Time
 	lost           bool // lost, released or given up: never write again
 	ended          bool // SHARD_END written
+	// unsure: a write failed without an answer (timeout), so it may have
+	// landed and moved the counter; a refusal is then checked, not believed.
+	unsure bool
 }
 
 // Handle is a processor's grip on its lease.
@@ -106,6 +109,10 @@ func (c *Coordinator) writeCheckpoint(ctx context.Context, hl *heldLease, seq st
 		return fmt.Errorf("write checkpoint for %s: %w", hl.key, ErrShardEnded)
 	}
 	err := c.tbl.checkpoint(ctx, hl.key, hl.counter, c.cfg.WorkerID, seq, 0, children)
+	if isConditionalFailure(err) && c.reconcileLocked(ctx, hl) {
+		err = c.tbl.checkpoint(ctx, hl.key, hl.counter, c.cfg.WorkerID, seq, 0, children)
+	}
+	noteUnsureLocked(hl, err)
 	if err == nil {
 		now := time.Now()
 		hl.counter++
@@ -125,4 +132,34 @@ func (c *Coordinator) writeCheckpoint(ctx context.Context, hl *heldLease, seq st
 		c.m.errors.WithLabelValues(op).Inc()
 		return fmt.Errorf("write checkpoint for %s: %w", hl.key, err)
 	}
+}
+
+// noteUnsureLocked records whether the last write's fate is unknown.
+func noteUnsureLocked(hl *heldLease, err error) {
+	switch {
+	case err == nil, isConditionalFailure(err):
+		hl.unsure = false
+	default:
+		hl.unsure = true
+	}
+}
+
+// reconcileLocked runs after a refused write. When an earlier write timed
+// out, it may have succeeded: the counter then moved under our own name and
+// the refusal says nothing about ownership. Re-read the lease; if we still
+// own it, adopt its counter so the caller can retry, instead of dropping the
+// shard and re-delivering everything since the last checkpoint.
+func (c *Coordinator) reconcileLocked(ctx context.Context, hl *heldLease) bool {
+	if !hl.unsure {
+		return false
+	}
+	l, found, err := c.tbl.get(ctx, hl.key)
+	if err != nil || !found || l.Owner != c.cfg.WorkerID || l.Counter <= hl.counter {
+		return false
+	}
+	c.log.Info("lease counter moved by our own unanswered write; keeping the lease", "shard", hl.key,
+		"expected", hl.counter, "found", l.Counter)
+	hl.counter = l.Counter
+	hl.unsure = false
+	return true
 }

@@ -18,6 +18,7 @@ type DynamoDBAPI interface {
 	Scan(ctx context.Context, in *dynamodb.ScanInput, opts ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
 	PutItem(ctx context.Context, in *dynamodb.PutItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
 	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+	GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
 	DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
 }
 
@@ -115,6 +116,22 @@ func (t table) scan(ctx context.Context) ([]Lease, error) {
 		}
 		in.ExclusiveStartKey = out.LastEvaluatedKey
 	}
+}
+
+// get reads one lease (strongly consistent); found is false when it is gone.
+func (t table) get(ctx context.Context, key string) (l Lease, found bool, err error) {
+	out, err := t.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(t.name), Key: keyOf(key), ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		return Lease{}, false, fmt.Errorf("read lease %s: %w", key, err)
+	}
+	if len(out.Item) == 0 {
+		return Lease{}, false, nil
+	}
+	l, err = leaseFromItem(out.Item)
+	if err != nil {
+		return Lease{}, false, fmt.Errorf("read lease %s: %w", key, err)
+	}
+	return l, true, nil
 }
 
 // create puts a new lease unless one exists; (false, nil) when it existed.
