@@ -30,6 +30,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/wallarm/apigw-connector/internal/emulator"
 
 	"github.com/wallarm/apigw-connector/pkg/devnode"
 )
@@ -240,7 +241,7 @@ func (d *run) main(ctx context.Context) (*Result, error) {
 	d.say("apigw-connector demo: %d APIs x %d endpoints, %.0f calls/s for %s, %d shards, %d workers (work folder %s)",
 		o.APIs, o.EndpointsPerAPI, o.Rate, o.Duration, o.Shards, o.Workers, d.dir)
 	if !o.SkipInstall {
-		d.say("installing the AWS emulators (npm, cached in %s)", emulatorsDir(o.RepoRoot))
+		d.say("installing the AWS emulators (npm, cached in %s)", emulator.Dir(o.RepoRoot))
 		if err := d.installEmulators(ctx); err != nil {
 			return nil, err
 		}
@@ -377,7 +378,7 @@ func (d *run) startDevnode(ctx context.Context) (*devnode.Server, string, func()
 }
 
 func (d *run) startWorkers(ctx context.Context, kinesisEP, dynamoEP, nodeURL string) ([]*worker, error) {
-	ports, err := freePorts(d.o.Workers)
+	ports, err := emulator.FreePorts(d.o.Workers)
 	if err != nil {
 		return nil, fmt.Errorf("pick metrics ports: %w", err)
 	}

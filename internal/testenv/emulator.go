@@ -4,16 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/wallarm/apigw-connector/internal/emulator"
 )
 
 // startTimeout bounds how long an emulator may take to answer; kinesis-mock
@@ -24,62 +22,37 @@ const startTimeout = 45 * time.Second
 // returns its endpoint URL. The process is killed when the test ends.
 func StartDynalite(t testing.TB) string {
 	t.Helper()
-	dir := filepath.Join(EmulatorsDir(t), "dynalite", "node_modules", "dynalite")
-	cli := filepath.Join(dir, "cli.js")
-	ensureInstalled(t, cli)
-	return start(t, "dynalite", func(port int, _ int) *exec.Cmd {
-		return exec.Command("node", cli, "--host", "127.0.0.1", "--port", strconv.Itoa(port),
-			"--createTableMs", "10", "--deleteTableMs", "10", "--updateTableMs", "10")
-	})
+	return startNamed(t, emulator.Dynalite)
 }
 
 // StartKinesalite starts a fresh in-memory kinesalite on a free 127.0.0.1 port
 // and returns its endpoint URL. Stream state changes take 10 ms.
 func StartKinesalite(t testing.TB) string {
 	t.Helper()
-	pkgDir := filepath.Join(EmulatorsDir(t), "kinesalite")
-	ensureInstalled(t, filepath.Join(pkgDir, "node_modules", "kinesalite", "cli.js"))
-	// kinesalite's CLI listens on every interface; load the module and bind
-	// loopback only.
-	const launcher = `const port = +process.argv[1];
-require('kinesalite')({createStreamMs: 10, deleteStreamMs: 10, updateStreamMs: 10, shardLimit: 100})
-  .listen(port, '127.0.0.1', () => console.log('kinesalite listening on ' + port));`
-	return start(t, "kinesalite", func(port int, _ int) *exec.Cmd {
-		cmd := exec.Command("node", "-e", launcher, strconv.Itoa(port))
-		cmd.Dir = pkgDir
-		return cmd
-	})
+	return startNamed(t, emulator.Kinesalite)
 }
 
 // StartKinesisMock starts kinesis-mock (npm kinesis-local) with its plain HTTP
-// port on a free port and returns the http:// endpoint URL. State transitions
-// (create, split, merge...) take 10 ms. kinesis-mock offers no bind-address
-// setting, so it listens on all interfaces on those random ports.
+// port on a free 127.0.0.1 port and returns the http:// endpoint URL. State
+// transitions (create, split, merge...) take 10 ms.
 func StartKinesisMock(t testing.TB) string {
 	t.Helper()
-	dir := filepath.Join(EmulatorsDir(t), "kinesis-local", "node_modules", "kinesis-local")
-	mainJS := filepath.Join(dir, "main.js")
-	ensureInstalled(t, mainJS)
-	return start(t, "kinesis-mock", func(port, tlsPort int) *exec.Cmd {
-		cmd := exec.Command("node", mainJS)
-		cmd.Dir = dir // it loads server.json (TLS cert) from the working directory
-		env := []string{
-			"KINESIS_MOCK_PLAIN_PORT=" + strconv.Itoa(port),
-			"KINESIS_MOCK_TLS_PORT=" + strconv.Itoa(tlsPort),
-			"LOG_LEVEL=WARN",
-			"ROOT_LOG_LEVEL=ERROR",
-			"SHOULD_PERSIST_DATA=false",
-			"SHARD_LIMIT=200",
+	return startNamed(t, emulator.KinesisMock)
+}
+
+func startNamed(t testing.TB, name string) string {
+	t.Helper()
+	root := RepoRoot(t)
+	entry, err := emulator.EntryPoint(root, name)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	ensureInstalled(t, entry)
+	return start(t, name, func(port, spare int) *exec.Cmd {
+		cmd, err := emulator.Command(root, name, port, spare)
+		if err != nil {
+			t.Fatalf("testenv: %v", err)
 		}
-		for _, v := range []string{
-			"CREATE_STREAM_DURATION", "DELETE_STREAM_DURATION", "REGISTER_STREAM_CONSUMER_DURATION",
-			"START_STREAM_ENCRYPTION_DURATION", "STOP_STREAM_ENCRYPTION_DURATION",
-			"DEREGISTER_STREAM_CONSUMER_DURATION", "MERGE_SHARDS_DURATION", "SPLIT_SHARD_DURATION",
-			"UPDATE_SHARD_COUNT_DURATION", "UPDATE_STREAM_MODE_DURATION",
-		} {
-			env = append(env, v+"=10ms")
-		}
-		cmd.Env = append(os.Environ(), env...)
 		return cmd
 	})
 }
@@ -90,7 +63,7 @@ func start(t testing.TB, name string, mk func(port, spare int) *exec.Cmd) string
 	t.Helper()
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		ports, err := freePorts(2)
+		ports, err := emulator.FreePorts(2)
 		if err != nil {
 			t.Fatalf("testenv: pick ports for %s: %v", name, err)
 		}
@@ -99,15 +72,13 @@ func start(t testing.TB, name string, mk func(port, spare int) *exec.Cmd) string
 			return endpoint
 		}
 		lastErr = err
-		if !errors.Is(err, errExited) {
+		if !errors.Is(err, emulator.ErrExited) {
 			break
 		}
 	}
 	t.Fatalf("testenv: start %s: %v", name, lastErr)
 	return ""
 }
-
-var errExited = errors.New("emulator exited before answering")
 
 func launch(t testing.TB, name string, cmd *exec.Cmd, port int) (string, error) {
 	t.Helper()
@@ -145,62 +116,13 @@ func launch(t testing.TB, name string, cmd *exec.Cmd, port int) (string, error) 
 		logFile.Close()
 	}
 	endpoint := "http://127.0.0.1:" + strconv.Itoa(port)
-	if err := waitReady(endpoint, exited); err != nil {
+	if err := emulator.WaitHTTP(context.Background(), endpoint, exited, startTimeout); err != nil {
 		stop()
 		out, _ := os.ReadFile(logFile.Name())
 		return "", fmt.Errorf("%w\n--- %s output ---\n%s", err, name, tail(out, 4000))
 	}
 	t.Cleanup(stop)
 	return endpoint, nil
-}
-
-// waitReady polls until the emulator answers any HTTP response (an
-// UnknownOperation error is an answer).
-func waitReady(endpoint string, exited <-chan struct{}) error {
-	client := &http.Client{Timeout: 2 * time.Second}
-	defer client.CloseIdleConnections()
-	deadline := time.Now().Add(startTimeout)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return errExited
-		default:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, endpoint+"/", strings.NewReader("{}"))
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			cancel()
-			return nil
-		}
-		cancel()
-		select {
-		case <-exited:
-			return errExited
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("no answer from %s within %s", endpoint, startTimeout)
-}
-
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 func tail(b []byte, n int) string {

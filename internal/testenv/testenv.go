@@ -25,6 +25,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/wallarm/apigw-connector/internal/emulator"
 )
 
 // RepoRoot returns the directory holding go.mod, found by walking up from the
@@ -59,10 +61,7 @@ func findRepoRoot() (string, error) {
 // else <repo>/.cache/emulators.
 func EmulatorsDir(t testing.TB) string {
 	t.Helper()
-	if d := os.Getenv("EMULATORS_DIR"); d != "" {
-		return d
-	}
-	return filepath.Join(RepoRoot(t), ".cache", "emulators")
+	return emulator.Dir(RepoRoot(t))
 }
 
 var installMu sync.Mutex
