@@ -1,0 +1,117 @@
+// Package cwlogs turns CloudWatch Logs subscription data into log events, in
+// every shape AWS delivers it: gzip document(s) (Kinesis, Firehose without
+// processing, Lambda after DecodeLambdaEvent), a plain JSON document (Firehose
+// decompression) and newline-separated message lines (Firehose message
+// extraction). The shape is detected from the bytes, never guessed: gzip magic
+// bytes mean gzip; otherwise a first JSON object with a top-level "messageType"
+// key means envelope documents; anything else is message lines.
+//
+// The decoder is the hot path of the product: it scans JSON in place without
+// reflection, unescapes only messages that need it, and reuses gzip readers
+// and buffers across calls.
+package cwlogs
+
+import (
+	"errors"
+	"fmt"
+)
+
+// DefaultMaxDecompressedBytes caps what one record may decompress to. A
+// Kinesis record is at most 1 MB compressed; CloudWatch Logs JSON compresses
+// about 5-15x, so 64 MiB leaves room while stopping gzip bombs.
+const DefaultMaxDecompressedBytes = 64 << 20
+
+// Options configure a Decoder.
+type Options struct {
+	// MaxDecompressedBytes caps the decompressed size of one record (all gzip
+	// members together). Zero means DefaultMaxDecompressedBytes.
+	MaxDecompressedBytes int64 `yaml:"max_decompressed_bytes"`
+}
+
+// DefaultOptions returns the defaults.
+func DefaultOptions() Options {
+	return Options{MaxDecompressedBytes: DefaultMaxDecompressedBytes}
+}
+
+// ConfigPath is where Options sit in the product's configuration; Validate
+// messages name settings with it.
+const ConfigPath = "decode"
+
+// Validate checks the options.
+func (o Options) Validate() error {
+	const setting = ConfigPath + ".max_decompressed_bytes"
+	const fix = "set " + setting + " (env APIGW_CONNECTOR_CWLOGS_MAX_DECOMPRESSED_BYTES)"
+	if o.MaxDecompressedBytes < 0 || (o.MaxDecompressedBytes > 0 && o.MaxDecompressedBytes < 1024) {
+		return fmt.Errorf("%s must be at least 1024 (or 0 for the default %d), got %d: %s",
+			setting, DefaultMaxDecompressedBytes, o.MaxDecompressedBytes, fix)
+	}
+	if o.MaxDecompressedBytes > 1<<40 {
+		return fmt.Errorf("%s must be at most %d, got %d: %s", setting, int64(1<<40), o.MaxDecompressedBytes, fix)
+	}
+	return nil
+}
+
+// Meta is the envelope of a document; empty for extracted message lines.
+type Meta struct {
+	MessageType         string
+	Owner               string
+	LogGroup            string
+	LogStream           string
+	SubscriptionFilters []string
+}
+
+// Event is one log event. Message may alias the decoder's buffers or the
+// input: it is valid only during the callback. ID is empty for extracted lines.
+type Event struct {
+	ID        string
+	Timestamp int64 // epoch ms; 0 for extracted lines
+	Message   []byte
+}
+
+// Stats count what one Decode call saw.
+type Stats struct {
+	Documents       int // envelope documents (DATA_MESSAGE and CONTROL_MESSAGE); 0 for message lines
+	ControlMessages int // CONTROL_MESSAGE documents, acknowledged and skipped
+	Events          int // events passed to the callback
+}
+
+// Reasons of a DecodeError: stable metric labels.
+const (
+	ReasonGzip               = "gzip"                 // corrupt or truncated gzip data
+	ReasonTooLarge           = "too_large"            // decompressed size cap hit (gzip bomb)
+	ReasonJSON               = "json"                 // malformed envelope document
+	ReasonUnknownMessageType = "unknown_message_type" // messageType other than DATA_MESSAGE/CONTROL_MESSAGE
+	ReasonEmpty              = "empty"                // no document, no line
+)
+
+// ErrTooLarge is wrapped by a too_large DecodeError.
+var ErrTooLarge = errors.New("decompressed size exceeds the cap")
+
+// DecodeError says why a record could not be (fully) decoded.
+type DecodeError struct {
+	Reason string // one of the Reason* constants
+	Err    error
+}
+
+func (e *DecodeError) Error() string {
+	switch e.Reason {
+	case ReasonGzip:
+		return "decode CloudWatch Logs record: corrupt or truncated gzip data: " + e.Err.Error()
+	case ReasonTooLarge:
+		return "decode CloudWatch Logs record: " + e.Err.Error() +
+			" (possible gzip bomb; raise " + ConfigPath + ".max_decompressed_bytes if records are legitimately this large)"
+	case ReasonJSON:
+		return "decode CloudWatch Logs record: malformed JSON document: " + e.Err.Error()
+	case ReasonUnknownMessageType:
+		return "decode CloudWatch Logs record: " + e.Err.Error()
+	case ReasonEmpty:
+		return "decode CloudWatch Logs record: " + e.Err.Error()
+	}
+	return "decode CloudWatch Logs record (" + e.Reason + "): " + e.Err.Error()
+}
+
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+func decodeErr(reason string, format string, args ...any) *DecodeError {
+	return &DecodeError{Reason: reason, Err: fmt.Errorf(format, args...)}
+}

@@ -1,0 +1,630 @@
+package cwlogs
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/wallarm/apigw-connector/internal/jsonscan"
+)
+
+const (
+	messageTypeData    = "DATA_MESSAGE"
+	messageTypeControl = "CONTROL_MESSAGE"
+
+	// minBuf is the smallest decompression buffer; maxPooledBuf is the largest
+	// one kept for reuse, so one huge record does not pin memory forever.
+	minBuf       = 32 << 10
+	maxPooledBuf = 8 << 20
+	// maxRatioHint bounds how far the gzip trailer's size field is trusted
+	// when presizing the buffer (it is attacker-controlled).
+	maxRatioHint = 32
+)
+
+// Decoder decodes CloudWatch Logs subscription records. It is safe for
+// concurrent use; per-call state (gzip reader, buffers) is pooled.
+type Decoder struct {
+	max    int64
+	gzPool sync.Pool // *gzip.Reader
+	stPool sync.Pool // *state
+}
+
+// NewDecoder returns a decoder with options o (zero values take defaults).
+func NewDecoder(o Options) *Decoder {
+	if o.MaxDecompressedBytes <= 0 {
+		o.MaxDecompressedBytes = DefaultMaxDecompressedBytes
+	}
+	return &Decoder{max: o.MaxDecompressedBytes}
+}
+
+// state is the per-call scratch, reused across calls.
+type state struct {
+	buf  []byte // decompressed member
+	msg  []byte // unescaped message
+	tmp  []byte // unescaped short strings (keys, meta)
+	br   bytes.Reader
+	meta Meta
+	ev   Event
+	// Last meta strings seen: consecutive documents usually repeat them, so
+	// they are reused instead of allocated again.
+	lastOwner, lastGroup, lastStream string
+	lastFilters                      []string
+}
+
+func (d *Decoder) getState() *state {
+	if st, ok := d.stPool.Get().(*state); ok {
+		return st
+	}
+	return &state{}
+}
+
+func (d *Decoder) putState(st *state) {
+	if cap(st.buf) > maxPooledBuf {
+		st.buf = nil
+	}
+	if cap(st.msg) > maxPooledBuf {
+		st.msg = nil
+	}
+	st.br.Reset(nil)
+	st.meta = Meta{}
+	st.ev = Event{}
+	d.stPool.Put(st)
+}
+
+// Decode decodes one record and calls fn for every log event of its
+// DATA_MESSAGE documents or message lines, in order. meta and ev (and
+// ev.Message) are valid only during the callback. On error, events already
+// passed to fn stay passed; the error is a *DecodeError.
+func (d *Decoder) Decode(data []byte, fn func(meta *Meta, ev *Event)) (Stats, error) {
+	var stats Stats
+	st := d.getState()
+	defer d.putState(st)
+	if len(data) >= 2 && data[0] == 0x1f && data[1] == 0x8b {
+		err := d.decodeGzip(st, data, fn, &stats)
+		return stats, err
+	}
+	i := jsonscan.SkipSpace(data, jsonscan.SkipBOM(data, 0))
+	if i == len(data) {
+		return stats, decodeErr(ReasonEmpty, "record is empty")
+	}
+	if data[i] == '{' && hasMessageType(data, i) {
+		if err := st.decodeDocs(data[i:], fn, &stats); err != nil {
+			return stats, err
+		}
+		return stats, nil
+	}
+	st.decodeLines(data[i:], fn, &stats)
+	if stats.Events == 0 {
+		return stats, decodeErr(ReasonEmpty, "record holds only blank lines")
+	}
+	return stats, nil
+}
+
+func (d *Decoder) decodeGzip(st *state, data []byte, fn func(*Meta, *Event), stats *Stats) error {
+	zr, _ := d.gzPool.Get().(*gzip.Reader)
+	if zr == nil {
+		zr = new(gzip.Reader)
+	}
+	defer d.gzPool.Put(zr)
+
+	// Presize from the trailer's ISIZE (size mod 2^32 of the last member),
+	// trusted only up to a plausible compression ratio.
+	hint := 0
+	if len(data) >= 18 {
+		isize := int64(binary.LittleEndian.Uint32(data[len(data)-4:]))
+		if isize <= int64(len(data))*maxRatioHint && isize <= d.max {
+			hint = int(isize) + 1 // +1: room to see EOF without growing
+		}
+	}
+
+	st.br.Reset(data)
+	var total int64
+	for member := 1; st.br.Len() > 0; member++ {
+		// A bytes.Reader is an io.ByteReader, so gzip does not read ahead past
+		// the member: each member is read, and its CRC checked, on its own.
+		if err := zr.Reset(&st.br); err != nil {
+			if member > 1 {
+				return decodeErr(ReasonGzip, "data after gzip member %d is not a gzip member: %w", member-1, err)
+			}
+			return decodeErr(ReasonGzip, "read gzip member %d header: %w", member, err)
+		}
+		zr.Multistream(false)
+		buf, err := readCapped(zr, st.buf[:0], d.max-total, hint)
+		st.buf = buf
+		total += int64(len(buf))
+		if err != nil {
+			if errors.Is(err, ErrTooLarge) {
+				return &DecodeError{Reason: ReasonTooLarge, Err: fmt.Errorf(
+					"gzip member %d: %w of %d bytes", member, ErrTooLarge, d.max)}
+			}
+			return decodeErr(ReasonGzip, "gzip member %d: %w", member, err)
+		}
+		if err := st.decodeDocs(buf, fn, stats); err != nil {
+			return err
+		}
+	}
+	if stats.Documents == 0 {
+		return decodeErr(ReasonEmpty, "gzip data holds no document")
+	}
+	return nil
+}
+
+// readCapped reads r to EOF into buf, failing with ErrTooLarge once more than
+// limit bytes arrive. No buffer is larger than limit+1 bytes; growing 4x at a
+// time keeps the garbage of a bomb's growth under two thirds of the cap.
+func readCapped(r io.Reader, buf []byte, limit int64, hint int) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) > limit {
+				return buf, ErrTooLarge
+			}
+			n := max(4*cap(buf), hint, minBuf)
+			if int64(n) >= limit {
+				n = int(limit + 1)
+			}
+			nb := make([]byte, len(buf), n)
+			copy(nb, buf)
+			buf = nb
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
+			return buf, ErrTooLarge
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// hasMessageType reports whether the object starting at b[i] has a top-level
+// "messageType" key before it ends (or stops parsing).
+func hasMessageType(b []byte, i int) bool {
+	i++
+	for {
+		i = jsonscan.SkipSpace(b, i)
+		if i >= len(b) || b[i] != '"' {
+			return false
+		}
+		end, _, err := jsonscan.String(b, i)
+		if err != nil {
+			return false
+		}
+		if string(b[i+1:end-1]) == "messageType" {
+			return true
+		}
+		i = jsonscan.SkipSpace(b, end)
+		if i >= len(b) || b[i] != ':' {
+			return false
+		}
+		if i, err = jsonscan.Skip(b, i+1); err != nil {
+			return false
+		}
+		i = jsonscan.SkipSpace(b, i)
+		if i >= len(b) || b[i] != ',' {
+			return false
+		}
+		i++
+	}
+}
+
+// decodeLines emits every non-blank line of b as an event with empty meta.
+func (st *state) decodeLines(b []byte, fn func(*Meta, *Event), stats *Stats) {
+	st.meta = Meta{}
+	for len(b) > 0 {
+		line := b
+		if nl := bytes.IndexByte(b, '\n'); nl >= 0 {
+			line, b = b[:nl], b[nl+1:]
+		} else {
+			b = nil
+		}
+		line = trimSpace(line)
+		if len(line) == 0 {
+			continue
+		}
+		st.ev = Event{Message: line}
+		fn(&st.meta, &st.ev)
+		stats.Events++
+	}
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && jsonscan.IsSpace(b[0]) {
+		b = b[1:]
+	}
+	for len(b) > 0 && jsonscan.IsSpace(b[len(b)-1]) {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// decodeDocs decodes the envelope documents of b, back to back.
+func (st *state) decodeDocs(b []byte, fn func(*Meta, *Event), stats *Stats) error {
+	i := jsonscan.SkipBOM(b, 0)
+	for {
+		i = jsonscan.SkipSpace(b, i)
+		if i >= len(b) {
+			return nil
+		}
+		if b[i] != '{' {
+			return decodeErr(ReasonJSON, "document %d: expected '{' at offset %d, found %q", stats.Documents+1, i, b[i])
+		}
+		end, err := st.decodeDoc(b, i, fn, stats)
+		if err != nil {
+			var de *DecodeError
+			if errors.As(err, &de) {
+				return err
+			}
+			return &DecodeError{Reason: ReasonJSON, Err: fmt.Errorf("document %d: %w", stats.Documents+1, err)}
+		}
+		i = end
+	}
+}
+
+// syntaxErr locates a scanner error.
+func syntaxErr(err error, at int) error { return fmt.Errorf("offset %d: %w", at, err) }
+
+func expected(b []byte, at int, what string) error {
+	if at >= len(b) {
+		return fmt.Errorf("offset %d: expected %s: %w", at, what, jsonscan.ErrUnexpectedEnd)
+	}
+	return fmt.Errorf("offset %d: expected %s, found %q: %w", at, what, b[at], jsonscan.ErrSyntax)
+}
+
+// Bits of the envelope keys seen, so events can be emitted in the same pass
+// when the envelope fields precede logEvents (as CloudWatch Logs writes them).
+const (
+	seenType = 1 << iota
+	seenOwner
+	seenGroup
+	seenStream
+	seenFilters
+	seenAll = seenType | seenOwner | seenGroup | seenStream | seenFilters
+)
+
+// decodeDoc decodes the object at b[i] and returns the offset past it.
+func (st *state) decodeDoc(b []byte, i int, fn func(*Meta, *Event), stats *Stats) (int, error) {
+	st.meta = Meta{}
+	seen := 0
+	eventsAt := -1 // offset of a logEvents value deferred until the envelope is known
+	emitted := false
+	i++
+	first := true
+	for {
+		i = jsonscan.SkipSpace(b, i)
+		if i < len(b) && b[i] == '}' {
+			i++
+			break
+		}
+		if !first {
+			if i >= len(b) || b[i] != ',' {
+				return i, expected(b, i, "',' or '}'")
+			}
+			i = jsonscan.SkipSpace(b, i+1)
+		}
+		first = false
+		key, next, err := st.key(b, i)
+		if err != nil {
+			return i, err
+		}
+		i = next
+		switch string(key) {
+		case "messageType":
+			v, next, err := st.str(b, i)
+			if err != nil {
+				return next, err
+			}
+			i = next
+			switch string(v) {
+			case messageTypeData:
+				st.meta.MessageType = messageTypeData
+			case messageTypeControl:
+				st.meta.MessageType = messageTypeControl
+			default:
+				return i, decodeErr(ReasonUnknownMessageType, "document %d: unknown messageType %q (want %s or %s)",
+					stats.Documents+1, truncate(v, 64), messageTypeData, messageTypeControl)
+			}
+			seen |= seenType
+		case "owner":
+			v, next, err := st.str(b, i)
+			if err != nil {
+				return next, err
+			}
+			i = next
+			st.meta.Owner = reuse(&st.lastOwner, v)
+			seen |= seenOwner
+		case "logGroup":
+			v, next, err := st.str(b, i)
+			if err != nil {
+				return next, err
+			}
+			i = next
+			st.meta.LogGroup = reuse(&st.lastGroup, v)
+			seen |= seenGroup
+		case "logStream":
+			v, next, err := st.str(b, i)
+			if err != nil {
+				return next, err
+			}
+			i = next
+			st.meta.LogStream = reuse(&st.lastStream, v)
+			seen |= seenStream
+		case "subscriptionFilters":
+			next, err := st.filters(b, i)
+			if err != nil {
+				return next, err
+			}
+			i = next
+			seen |= seenFilters
+		case "logEvents":
+			if seen == seenAll {
+				next, err := st.events(b, i, fn, stats)
+				if err != nil {
+					return next, err
+				}
+				i = next
+				emitted = true
+				break
+			}
+			eventsAt = i
+			if i, err = jsonscan.Skip(b, i); err != nil {
+				return i, syntaxErr(err, i)
+			}
+		default:
+			if i, err = jsonscan.Skip(b, i); err != nil {
+				return i, syntaxErr(err, i)
+			}
+		}
+	}
+	if seen&seenType == 0 {
+		return i, decodeErr(ReasonJSON, "document %d has no messageType: not a CloudWatch Logs subscription document", stats.Documents+1)
+	}
+	if eventsAt >= 0 && !emitted {
+		if _, err := st.events(b, eventsAt, fn, stats); err != nil {
+			return i, err
+		}
+	}
+	stats.Documents++
+	if st.meta.MessageType == messageTypeControl {
+		stats.ControlMessages++
+	}
+	return i, nil
+}
+
+func truncate(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[:n]
+	}
+	return b
+}
+
+// reuse returns *last when v equals it, else a new string remembered in *last.
+func reuse(last *string, v []byte) string {
+	if string(v) != *last { // no allocation for the comparison
+		*last = string(v)
+	}
+	return *last
+}
+
+// key reads `"key" :` at b[i] and returns the (unescaped) key and the offset
+// of the value.
+func (st *state) key(b []byte, i int) ([]byte, int, error) {
+	if i >= len(b) || b[i] != '"' {
+		return nil, i, expected(b, i, "a key")
+	}
+	end, esc, err := jsonscan.String(b, i)
+	if err != nil {
+		return nil, end, syntaxErr(err, i)
+	}
+	key := b[i+1 : end-1]
+	if esc {
+		if st.tmp, err = jsonscan.AppendUnescaped(st.tmp[:0], key); err != nil {
+			return nil, i, syntaxErr(err, i)
+		}
+		key = st.tmp
+	}
+	i = jsonscan.SkipSpace(b, end)
+	if i >= len(b) || b[i] != ':' {
+		return nil, i, expected(b, i, "':'")
+	}
+	return key, jsonscan.SkipSpace(b, i+1), nil
+}
+
+// str reads a string (or null, as empty) value at b[i]. The result may alias
+// st.tmp: use it before the next call.
+func (st *state) str(b []byte, i int) ([]byte, int, error) {
+	if i < len(b) && b[i] == '"' {
+		end, esc, err := jsonscan.String(b, i)
+		if err != nil {
+			return nil, end, syntaxErr(err, i)
+		}
+		v := b[i+1 : end-1]
+		if esc {
+			if st.tmp, err = jsonscan.AppendUnescaped(st.tmp[:0], v); err != nil {
+				return nil, i, syntaxErr(err, i)
+			}
+			v = st.tmp
+		}
+		return v, end, nil
+	}
+	if isNull(b, i) {
+		return nil, i + 4, nil
+	}
+	return nil, i, expected(b, i, "a string")
+}
+
+func isNull(b []byte, i int) bool {
+	return len(b)-i >= 4 && string(b[i:i+4]) == "null"
+}
+
+// filters reads the subscriptionFilters array.
+func (st *state) filters(b []byte, i int) (int, error) {
+	if isNull(b, i) {
+		return i + 4, nil
+	}
+	if i >= len(b) || b[i] != '[' {
+		return i, expected(b, i, "'['")
+	}
+	i = jsonscan.SkipSpace(b, i+1)
+	n := 0
+	same := true // identical to lastFilters so far
+	var fresh []string
+	for i < len(b) && b[i] != ']' {
+		if n > 0 {
+			if b[i] != ',' {
+				return i, expected(b, i, "',' or ']'")
+			}
+			i = jsonscan.SkipSpace(b, i+1)
+		}
+		v, next, err := st.str(b, i)
+		if err != nil {
+			return next, err
+		}
+		i = jsonscan.SkipSpace(b, next)
+		if same && n < len(st.lastFilters) && st.lastFilters[n] == string(v) {
+			n++
+			continue
+		}
+		if same {
+			same = false
+			fresh = append(fresh, st.lastFilters[:n]...)
+		}
+		fresh = append(fresh, string(v))
+		n++
+	}
+	if i >= len(b) {
+		return i, expected(b, i, "']'")
+	}
+	if same && n == len(st.lastFilters) {
+		st.meta.SubscriptionFilters = st.lastFilters
+	} else {
+		if same {
+			fresh = append(fresh, st.lastFilters[:n]...)
+		}
+		st.lastFilters = fresh
+		st.meta.SubscriptionFilters = fresh
+	}
+	return i + 1, nil
+}
+
+// events reads the logEvents array at b[i], calling fn for each event of a
+// DATA_MESSAGE (a CONTROL_MESSAGE's events are skipped).
+func (st *state) events(b []byte, i int, fn func(*Meta, *Event), stats *Stats) (int, error) {
+	if st.meta.MessageType != messageTypeData {
+		end, err := jsonscan.Skip(b, i)
+		if err != nil {
+			return end, syntaxErr(err, i)
+		}
+		return end, nil
+	}
+	if isNull(b, i) {
+		return i + 4, nil
+	}
+	if i >= len(b) || b[i] != '[' {
+		return i, expected(b, i, "'['")
+	}
+	i = jsonscan.SkipSpace(b, i+1)
+	n := 0
+	for i < len(b) && b[i] != ']' {
+		if n > 0 {
+			if b[i] != ',' {
+				return i, expected(b, i, "',' or ']'")
+			}
+			i = jsonscan.SkipSpace(b, i+1)
+		}
+		next, err := st.event(b, i)
+		if err != nil {
+			return next, err
+		}
+		fn(&st.meta, &st.ev)
+		stats.Events++
+		n++
+		i = jsonscan.SkipSpace(b, next)
+	}
+	if i >= len(b) {
+		return i, expected(b, i, "']'")
+	}
+	return i + 1, nil
+}
+
+// event reads one {"id","timestamp","message"} object into st.ev.
+func (st *state) event(b []byte, i int) (int, error) {
+	if i >= len(b) || b[i] != '{' {
+		return i, expected(b, i, "'{'")
+	}
+	st.ev = Event{}
+	i = jsonscan.SkipSpace(b, i+1)
+	first := true
+	for {
+		if i < len(b) && b[i] == '}' {
+			return i + 1, nil
+		}
+		if !first {
+			if i >= len(b) || b[i] != ',' {
+				return i, expected(b, i, "',' or '}'")
+			}
+			i = jsonscan.SkipSpace(b, i+1)
+		}
+		first = false
+		key, next, err := st.key(b, i)
+		if err != nil {
+			return next, err
+		}
+		i = next
+		switch string(key) {
+		case "message":
+			if i < len(b) && b[i] == '"' {
+				// Unescape in the same pass as the scan; the common
+				// access-log message is escaped JSON.
+				st.msg, i, err = jsonscan.AppendString(st.msg[:0], b, i)
+				if err != nil {
+					return i, syntaxErr(err, i)
+				}
+				st.ev.Message = st.msg
+			} else if isNull(b, i) {
+				i += 4
+			} else {
+				return i, expected(b, i, "a string message")
+			}
+		case "id":
+			v, next, err := st.str(b, i)
+			if err != nil {
+				return next, err
+			}
+			i = next
+			st.ev.ID = string(v)
+		case "timestamp":
+			start := i
+			if i < len(b) && b[i] == '"' { // tolerate a quoted number
+				end, _, err := jsonscan.String(b, i)
+				if err != nil {
+					return end, syntaxErr(err, i)
+				}
+				i = end
+				start++
+				if ts, ok := jsonscan.Int(b[start : end-1]); ok {
+					st.ev.Timestamp = ts
+				}
+			} else {
+				i = jsonscan.Literal(b, i)
+				if ts, ok := jsonscan.Int(b[start:i]); ok {
+					st.ev.Timestamp = ts
+				} else if !isNull(b, start) {
+					return start, expected(b, start, "a number timestamp")
+				}
+			}
+		default:
+			if i, err = jsonscan.Skip(b, i); err != nil {
+				return i, syntaxErr(err, i)
+			}
+		}
+		i = jsonscan.SkipSpace(b, i)
+	}
+}
