@@ -17,7 +17,7 @@ import (
 )
 
 // nodeOutage is how long the node is down in TestWorkers/node_outage.
-const nodeOutage = 6 * time.Second
+const nodeOutage = 30 * time.Second // the drill: a 30 s outage
 
 // TestWorkers runs the worker scenarios on one kinesis-mock and one dynalite, each subtest on
 // its own stream and lease table.
