@@ -57,6 +57,8 @@ func TestRunFirehoseEndToEnd(t *testing.T) {
 		}
 	})
 	waitOK(t, "http://"+listen+"/ping")
+	// Ready before any call flowed: the node is probed, not inferred from traffic.
+	waitOK(t, "http://"+metrics+"/readyz")
 
 	g := traffic.New(traffic.Options{Seed: 11})
 	evs, calls := g.Events(nil, 30)
@@ -90,8 +92,6 @@ func TestRunFirehoseEndToEnd(t *testing.T) {
 			t.Fatalf("metrics lack %q", want)
 		}
 	}
-	waitOK(t, "http://"+metrics+"/readyz")
-
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -129,4 +129,3 @@ func waitOK(t *testing.T, url string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
-

@@ -54,7 +54,7 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		}
 		defer tel.Shutdown(context.Background())
 	}
-	if err := core.Start(ctx); err != nil {
+	if err := core.Start(ctx, false); err != nil {
 		return err
 	}
 

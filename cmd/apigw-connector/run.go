@@ -85,7 +85,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 			return err
 		}
 	}
-	if err := core.Start(ctx); err != nil {
+	if err := core.Start(ctx, true); err != nil {
 		return err
 	}
 	log.Info("starting", "source", cfg.Source.Type, "node", cfg.Redacted().Node.URL, "commit", commit)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -17,10 +18,18 @@ import (
 	"github.com/wallarm/apigw-connector/pkg/pipeline"
 )
 
+// ProbeInterval is how often the node's health is checked, so /readyz and
+// apigw_connector_node_up are right while no call is flowing.
+const ProbeInterval = 10 * time.Second
+
 // Core is the source-independent part: decode -> parse -> forward -> settle.
 type Core struct {
 	Node     *node.Client
 	Pipeline *pipeline.Pipeline
+	log      *slog.Logger
+
+	stopProbe context.CancelFunc
+	probeDone chan struct{}
 }
 
 // NewCore builds the core from validated settings.
@@ -40,14 +49,54 @@ func NewCore(cfg config.Config, reg prometheus.Registerer, log *slog.Logger) (*C
 		client.Close()
 		return nil, fmt.Errorf("build pipeline: %w", err)
 	}
-	return &Core{Node: client, Pipeline: p}, nil
+	return &Core{Node: client, Pipeline: p, log: log}, nil
 }
 
-// Start starts the forwarding workers.
-func (c *Core) Start(ctx context.Context) error { return c.Pipeline.Start(ctx) }
+// Start starts the forwarding workers and, when probe is set, the node
+// health probe (long-running commands; a one-shot replay needs none).
+func (c *Core) Start(ctx context.Context, probe bool) error {
+	if err := c.Pipeline.Start(ctx); err != nil {
+		return err
+	}
+	if probe {
+		pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		c.stopProbe, c.probeDone = cancel, make(chan struct{})
+		go c.probeLoop(pctx)
+	}
+	return nil
+}
+
+func (c *Core) probeLoop(ctx context.Context) {
+	defer close(c.probeDone)
+	t := time.NewTicker(ProbeInterval)
+	defer t.Stop()
+	wasUp := true
+	for {
+		err := c.Node.Probe(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case err != nil && wasUp:
+			c.log.Warn("node health probe failed: check node.url and node.health_path (empty: TCP check only)", "err", err)
+		case err == nil && !wasUp:
+			c.log.Info("node health probe succeeded")
+		}
+		wasUp = err == nil
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
 
 // Shutdown lets buffered calls finish within ctx, then closes the client.
 func (c *Core) Shutdown(ctx context.Context) error {
+	if c.stopProbe != nil {
+		c.stopProbe()
+		<-c.probeDone
+	}
 	err := c.Pipeline.Shutdown(ctx)
 	c.Node.Close()
 	return err

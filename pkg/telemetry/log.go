@@ -61,7 +61,9 @@ func NewRateLimitHandler(next slog.Handler, interval time.Duration, now func() t
 }
 
 // Enabled implements slog.Handler.
-func (h *RateLimitHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }
+func (h *RateLimitHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.next.Enabled(ctx, l)
+}
 
 // Handle implements slog.Handler.
 func (h *RateLimitHandler) Handle(ctx context.Context, r slog.Record) error {

@@ -284,7 +284,6 @@ func (w *worker) counter(name, shard string) float64 {
 	return sum
 }
 
-
 // produce writes n records of minEv..maxEv events (real CloudWatch Logs gzip documents with
 // unique request ids) with random partition keys, in PutRecords batches.
 func (e *env) produce(n, minEv, maxEv int) {
