@@ -36,7 +36,9 @@ type Submitter interface {
 // the handler can still answer (and Lambda record failures) in time.
 const (
 	maxMargin = 2 * time.Second
-	minMargin = 100 * time.Millisecond
+	// A busy or throttled execution environment needs a moment to abandon
+	// in-flight calls and answer; 3 s (Lambda's default timeout) keeps 600 ms.
+	minMargin = 250 * time.Millisecond
 	// settleGrace bounds the wait for the pipeline to report abandoned calls.
 	settleGrace = 500 * time.Millisecond
 )
@@ -58,13 +60,13 @@ func NewHandler(sub Submitter, log *slog.Logger) *Handler {
 }
 
 // deliveryContext ends a safety margin before the invocation deadline:
-// 10% of the time left, between 100 ms and 2 s.
+// 20% of the time left, between 250 ms and 2 s.
 func deliveryContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	dl, ok := ctx.Deadline()
 	if !ok {
 		return context.WithCancel(ctx)
 	}
-	margin := min(max(time.Until(dl)/10, minMargin), maxMargin)
+	margin := min(max(time.Until(dl)/5, minMargin), maxMargin)
 	return context.WithDeadline(ctx, dl.Add(-margin))
 }
 
