@@ -11,6 +11,9 @@ type metrics struct {
 	calls           prometheus.Counter
 	parseErrors     *prometheus.CounterVec
 	results         *prometheus.CounterVec
+	result          [resultAbandoned + 1]prometheus.Counter // resolved once: a label lookup per call costs more than the count
+	filtered        prometheus.Counter
+	duplicate       prometheus.Counter
 	buffered        prometheus.Gauge
 	settleDuration  prometheus.Histogram
 }
@@ -40,9 +43,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time from a batch's submission until every call of it settled.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}),
 	}
-	for _, r := range []string{"delivered", "rejected", "abandoned", "filtered", "duplicate"} {
-		m.results.WithLabelValues(r)
+	for r, label := range resultLabel {
+		m.result[r] = m.results.WithLabelValues(label)
 	}
+	m.filtered = m.results.WithLabelValues("filtered")
+	m.duplicate = m.results.WithLabelValues("duplicate")
 	for _, c := range []prometheus.Collector{m.batches, m.records, m.events, m.controlMessages, m.decodeErrors, m.calls, m.parseErrors, m.results, m.buffered, m.settleDuration} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -272,12 +272,12 @@ func (p *Pipeline) submitLine(ctx context.Context, s *Settlement, line []byte, s
 	p.m.calls.Inc()
 	if p.filter != nil && !p.filter.Filter(&call) {
 		s.outcome.Filtered++
-		p.m.results.WithLabelValues("filtered").Inc()
+		p.m.filtered.Inc()
 		return
 	}
 	if s.dedup != nil && call.RequestID != "" && s.dedup.Delivered(call.RequestID) {
 		s.outcome.Duplicates++
-		p.m.results.WithLabelValues("duplicate").Inc()
+		p.m.duplicate.Inc()
 		return
 	}
 	j := &job{ctx: ctx, call: call, s: s}
@@ -332,7 +332,7 @@ func (s *Settlement) finish(r result) {
 			s.outcome.Abandoned++
 		}
 		s.mu.Unlock()
-		s.m.results.WithLabelValues(resultLabel[r]).Inc()
+		s.m.result[r].Inc()
 	}
 	if s.pending.Add(-1) == 0 {
 		s.release()
