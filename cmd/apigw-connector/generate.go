@@ -549,39 +549,8 @@ func (r *trafficRun) summary() string {
 	return s
 }
 
-// Manifest is what `generate --manifest` writes: the generated endpoints and
-// the request ids of every call written, so a test or demo can check that
-// nothing was lost.
-type Manifest struct {
-	Seed       int64              `json:"seed"`
-	Format     string             `json:"format"`
-	Stream     string             `json:"stream,omitempty"`
-	Started    time.Time          `json:"started"`
-	Finished   time.Time          `json:"finished"`
-	Calls      int64              `json:"calls"`
-	Records    int64              `json:"records"`
-	Endpoints  []ManifestEndpoint `json:"endpoints"`
-	RequestIDs []string           `json:"request_ids"`
-	// RequestTimes are the calls' times (epoch ms), in RequestIDs' order.
-	RequestTimes []int64 `json:"request_times_ms"`
-}
-
-// ManifestEndpoint is one generated API operation.
-type ManifestEndpoint struct {
-	Method       string `json:"method"`
-	Host         string `json:"host"`
-	PathTemplate string `json:"path_template"` // e.g. /users/{userId}
-	// CalledTemplate is the template as $context.path carries it (REST APIs on
-	// the default endpoint prefix the stage).
-	CalledTemplate string `json:"called_template"`
-	APIID          string `json:"api_id"`
-	APIKind        string `json:"api_kind"`
-	Stage          string `json:"stage"`
-	Calls          int64  `json:"calls"`
-}
-
 func (r *trafficRun) writeManifest(path string) error {
-	m := Manifest{
+	m := traffic.Manifest{
 		Seed: r.o.seed, Format: r.o.format, Stream: r.o.stream, Started: r.started.UTC(), Finished: r.finished.UTC(),
 		Calls: r.calls, Records: r.records, RequestIDs: r.ids, RequestTimes: r.times,
 	}
@@ -589,7 +558,7 @@ func (r *trafficRun) writeManifest(path string) error {
 		m.RequestIDs, m.RequestTimes = []string{}, []int64{}
 	}
 	for i, e := range r.g.Endpoints() {
-		m.Endpoints = append(m.Endpoints, ManifestEndpoint{
+		m.Endpoints = append(m.Endpoints, traffic.ManifestEndpoint{
 			Method: e.Method, Host: e.API.Host, PathTemplate: e.PathTemplate, CalledTemplate: e.CalledTemplate(),
 			APIID: e.API.ID, APIKind: e.API.Kind.String(), Stage: e.API.Stage, Calls: r.epCalls[i],
 		})

@@ -19,6 +19,7 @@ import (
 	"github.com/wallarm/apigw-connector/internal/testenv"
 	"github.com/wallarm/apigw-connector/pkg/accesslog"
 	"github.com/wallarm/apigw-connector/pkg/cwlogs"
+	"github.com/wallarm/apigw-connector/pkg/traffic"
 )
 
 // runGenerate runs the command in-process and returns stdout and stderr.
@@ -29,13 +30,13 @@ func runGenerate(t *testing.T, ctx context.Context, args ...string) (string, str
 	return out.String(), errOut.String(), err
 }
 
-func readManifest(t *testing.T, path string) Manifest {
+func readManifest(t *testing.T, path string) traffic.Manifest {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m Manifest
+	var m traffic.Manifest
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatalf("manifest: %v", err)
 	}
@@ -74,30 +75,9 @@ func parsedCalls(t *testing.T, format string, data []byte) (calls []accesslog.AP
 	return calls, st.ControlMessages
 }
 
-// matchesTemplate reports whether a concrete path fits a template whose
-// {param} segments stand for one segment each.
-func matchesTemplate(path, tmpl string) bool {
-	ps, ts := strings.Split(path, "/"), strings.Split(tmpl, "/")
-	if len(ps) != len(ts) {
-		return false
-	}
-	for i := range ps {
-		if strings.HasPrefix(ts[i], "{") && strings.HasSuffix(ts[i], "}") {
-			if ps[i] == "" {
-				return false
-			}
-			continue
-		}
-		if ps[i] != ts[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // checkAgainstManifest asserts that the calls are exactly the manifest's:
 // same request ids, each on one of its endpoints, per-endpoint counts equal.
-func checkAgainstManifest(t *testing.T, calls []accesslog.APICall, m Manifest) {
+func checkAgainstManifest(t *testing.T, calls []accesslog.APICall, m traffic.Manifest) {
 	t.Helper()
 	if int64(len(calls)) != m.Calls || len(m.RequestIDs) != len(calls) || len(m.RequestTimes) != len(calls) {
 		t.Fatalf("%d calls parsed, manifest says %d calls and lists %d ids, %d times", len(calls), m.Calls, len(m.RequestIDs), len(m.RequestTimes))
@@ -122,7 +102,7 @@ func checkAgainstManifest(t *testing.T, calls []accesslog.APICall, m Manifest) {
 		}
 		found := -1
 		for i, e := range m.Endpoints {
-			if e.Method == c.Method && e.Host == c.Host && matchesTemplate(c.Path, e.CalledTemplate) {
+			if e.Method == c.Method && e.Host == c.Host && traffic.MatchesTemplate(c.Path, e.CalledTemplate) {
 				found = i
 				break
 			}

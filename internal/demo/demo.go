@@ -33,6 +33,7 @@ import (
 	"github.com/wallarm/apigw-connector/internal/emulator"
 
 	"github.com/wallarm/apigw-connector/pkg/devnode"
+	"github.com/wallarm/apigw-connector/pkg/traffic"
 )
 
 // Sentinel errors of a demo that ran to the end but found a problem.
@@ -579,12 +580,12 @@ type reportTimes struct {
 	maxLagMillis            float64
 }
 
-func readManifest(path string) (*manifest, error) {
+func readManifest(path string) (*traffic.Manifest, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read manifest: %w", err)
 	}
-	var m manifest
+	var m traffic.Manifest
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("decode manifest %s: %w", path, err)
 	}
@@ -637,7 +638,7 @@ func fmtMillis(ms float64) string {
 }
 
 // report prints the inventory table, figures and verdict, and returns the result.
-func (d *run) report(ctx context.Context, nodeURL string, node *devnode.Server, m *manifest, workers []*worker, views []workerView, missing []string, t reportTimes) (*Result, error) {
+func (d *run) report(ctx context.Context, nodeURL string, node *devnode.Server, m *traffic.Manifest, workers []*worker, views []workerView, missing []string, t reportTimes) (*Result, error) {
 	res := &Result{Generated: m.Calls, Missing: int64(len(missing)), MaxLag: time.Duration(t.maxLagMillis) * time.Millisecond}
 	res.Delivered = res.Generated - res.Missing
 	delivered := node.DeliveredIDs()
@@ -688,7 +689,7 @@ func (d *run) report(ctx context.Context, nodeURL string, node *devnode.Server, 
 		}
 		res.Endpoints++
 		if len(g.rows) == 0 {
-			res.MissingEndpoints = append(res.MissingEndpoints, g.ep.key())
+			res.MissingEndpoints = append(res.MissingEndpoints, g.ep.Key())
 			fmt.Fprintf(tw, "%s\t%s\t%s\t0\tMISSING (%d generated)\n", g.ep.Method, g.ep.Host, g.ep.CalledTemplate, g.ep.Calls)
 			continue
 		}
@@ -728,13 +729,13 @@ func (d *run) report(ctx context.Context, nodeURL string, node *devnode.Server, 
 
 // latencies are percentiles of (arrival at the node - access-log time) over
 // the generated calls the node completed.
-func latencies(calls []devnode.Call, m *manifest) (p50, p99, maxD time.Duration) {
-	if len(m.RequestMS) != len(m.RequestIDs) {
+func latencies(calls []devnode.Call, m *traffic.Manifest) (p50, p99, maxD time.Duration) {
+	if len(m.RequestTimes) != len(m.RequestIDs) {
 		return 0, 0, 0
 	}
 	at := make(map[string]int64, len(m.RequestIDs))
 	for i, id := range m.RequestIDs {
-		at[id] = m.RequestMS[i]
+		at[id] = m.RequestTimes[i]
 	}
 	var ds []time.Duration
 	for _, c := range calls {

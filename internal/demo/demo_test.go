@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/wallarm/apigw-connector/pkg/devnode"
+	"github.com/wallarm/apigw-connector/pkg/traffic"
 )
 
 func TestParseMetrics(t *testing.T) {
@@ -54,7 +55,7 @@ weird{a="x\"y",b="z"} 1 1700000000000
 
 func TestMatchInventory(t *testing.T) {
 	t.Parallel()
-	eps := []manifestEndpoint{
+	eps := []traffic.ManifestEndpoint{
 		{Method: "GET", Host: "h", CalledTemplate: "/prod/pets/{petId}", Calls: 5},
 		{Method: "GET", Host: "h", CalledTemplate: "/prod/pets/search", Calls: 1},
 		{Method: "GET", Host: "h", CalledTemplate: "/products/{sku}", Calls: 2},
@@ -86,29 +87,10 @@ func TestMatchInventory(t *testing.T) {
 	}
 }
 
-func TestMatchesTemplate(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		path, tmpl string
-		want       bool
-	}{
-		{"/a/{id}", "/a/{x}", true},
-		{"/a/slug-1/b", "/a/{x}/b", true},
-		{"/a//b", "/a/{x}/b", false},
-		{"/a/1", "/a/{x}/b", false},
-		{"/a/b", "/a/c", false},
-		{"/", "/", true},
-	} {
-		if got := matchesTemplate(tc.path, tc.tmpl); got != tc.want {
-			t.Errorf("matchesTemplate(%q, %q) = %v", tc.path, tc.tmpl, got)
-		}
-	}
-}
-
 func TestLatencies(t *testing.T) {
 	t.Parallel()
 	base := time.UnixMilli(1_764_000_000_000)
-	m := &manifest{RequestIDs: []string{"a", "b", "c"}, RequestMS: []int64{base.UnixMilli(), base.UnixMilli(), base.UnixMilli()}}
+	m := &traffic.Manifest{RequestIDs: []string{"a", "b", "c"}, RequestTimes: []int64{base.UnixMilli(), base.UnixMilli(), base.UnixMilli()}}
 	calls := []devnode.Call{
 		{ID: "a", RequestAt: base.Add(100 * time.Millisecond)},
 		{ID: "b", RequestAt: base.Add(300 * time.Millisecond)},

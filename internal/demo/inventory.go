@@ -6,53 +6,12 @@ import (
 	"strings"
 
 	"github.com/wallarm/apigw-connector/pkg/devnode"
+	"github.com/wallarm/apigw-connector/pkg/traffic"
 )
-
-// manifest mirrors the JSON `apigw-connector generate --manifest` writes.
-type manifest struct {
-	Calls      int64              `json:"calls"`
-	Records    int64              `json:"records"`
-	Endpoints  []manifestEndpoint `json:"endpoints"`
-	RequestIDs []string           `json:"request_ids"`
-	RequestMS  []int64            `json:"request_times_ms"`
-}
-
-type manifestEndpoint struct {
-	Method         string `json:"method"`
-	Host           string `json:"host"`
-	PathTemplate   string `json:"path_template"`
-	CalledTemplate string `json:"called_template"`
-	Calls          int64  `json:"calls"`
-}
-
-func (e manifestEndpoint) key() string { return e.Method + " " + e.Host + e.CalledTemplate }
-
-// matchesTemplate reports whether an inventory path fits a generated
-// template. devnode folds numeric, UUID and hex segments to {id} but leaves
-// other ids (slugs like red-cotton-42) as called, so a {param} segment of
-// the template matches any one segment.
-func matchesTemplate(path, tmpl string) bool {
-	ps, ts := strings.Split(path, "/"), strings.Split(tmpl, "/")
-	if len(ps) != len(ts) {
-		return false
-	}
-	for i := range ps {
-		if strings.HasPrefix(ts[i], "{") && strings.HasSuffix(ts[i], "}") {
-			if ps[i] == "" {
-				return false
-			}
-			continue
-		}
-		if ps[i] != ts[i] {
-			return false
-		}
-	}
-	return true
-}
 
 // endpointGroup is one generated endpoint with the inventory rows that match it.
 type endpointGroup struct {
-	ep   manifestEndpoint
+	ep   traffic.ManifestEndpoint
 	rows []devnode.Endpoint
 }
 
@@ -86,7 +45,7 @@ func (g endpointGroup) path() string {
 // matchInventory groups inventory rows under the generated endpoints; rows
 // that fit none are returned apart. The most specific template wins (fewest
 // parameters), so /pets/{id} never swallows /pets/search.
-func matchInventory(eps []manifestEndpoint, inv []devnode.Endpoint) (groups []endpointGroup, unexpected []devnode.Endpoint) {
+func matchInventory(eps []traffic.ManifestEndpoint, inv []devnode.Endpoint) (groups []endpointGroup, unexpected []devnode.Endpoint) {
 	groups = make([]endpointGroup, len(eps))
 	for i, e := range eps {
 		groups[i].ep = e
@@ -94,7 +53,7 @@ func matchInventory(eps []manifestEndpoint, inv []devnode.Endpoint) (groups []en
 	for _, row := range inv {
 		best, bestParams := -1, 1<<30
 		for i, e := range eps {
-			if e.Method != row.Method || e.Host != row.Host || !matchesTemplate(row.Path, e.CalledTemplate) {
+			if e.Method != row.Method || e.Host != row.Host || !traffic.MatchesTemplate(row.Path, e.CalledTemplate) {
 				continue
 			}
 			if n := strings.Count(e.CalledTemplate, "{"); n < bestParams {
