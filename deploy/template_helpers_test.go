@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/awslabs/goformation/v7"
@@ -109,6 +110,8 @@ var newerThanGoformation = map[string][]string{
 	"AWS::KinesisFirehose::DeliveryStream": {"HttpEndpointDestinationConfiguration.SecretsManagerConfiguration"},
 }
 
+var goformationMu sync.Mutex
+
 func loadTemplate(t *testing.T, name string) loaded {
 	t.Helper()
 	path := filepath.Join("cloudformation", name)
@@ -116,6 +119,10 @@ func loadTemplate(t *testing.T, name string) loaded {
 	if err != nil {
 		t.Fatalf("read %s: %v", path, err)
 	}
+	// goformation registers YAML tag resolvers in a package-level map on every
+	// call: parallel tests must not process templates at the same time.
+	goformationMu.Lock()
+	defer goformationMu.Unlock()
 	js, err := intrinsics.ProcessYAML(data, processorOptions())
 	if err != nil {
 		t.Fatalf("process %s: %v", path, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -630,5 +631,33 @@ func TestCustomHeaderNames(t *testing.T) {
 	}
 	if c := n.Calls(); len(c) != 1 || c[0].Status != 500 || c[0].Host != "h.example" {
 		t.Fatalf("calls = %+v", c)
+	}
+}
+
+func TestCheckDelivered(t *testing.T) {
+	t.Parallel()
+	s := New(DefaultOptions(), nil, nil)
+	h := s.Handler()
+	send := func(id string, response bool) {
+		req := httptest.NewRequest(http.MethodGet, "/pets/1", nil)
+		req.Host = "api.example.com"
+		for k, v := range map[string]string{DefaultRequestIDHeader: id, DefaultForwardedHostHeader: "api.example.com",
+			DefaultForwardedForHeader: "1.2.3.4", DefaultConnectorTypeHeader: "t", DefaultConnectorVersionHeader: "v"} {
+			req.Header.Set(k, v)
+		}
+		if response {
+			req.Method = http.MethodPost
+			req.Header.Set(DefaultResponseCodeHeader, "200")
+		}
+		h.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	send("a", false)
+	send("a", true)
+	send("b", false)
+	send("b", true)
+	send("b", false) // a duplicate request after completion
+	missing, repeated := s.CheckDelivered([]string{"a", "b", "c"})
+	if len(missing) != 1 || missing[0] != "c" || len(repeated) != 1 || repeated[0] != "b" {
+		t.Fatalf("missing %v repeated %v, want [c] [b]", missing, repeated)
 	}
 }

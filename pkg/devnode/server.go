@@ -228,6 +228,22 @@ func (s *Server) Calls() []Call { return s.pairs.calls() }
 // duplicates (which were rejected). Ids never completed are absent.
 func (s *Server) DeliveredIDs() map[string]int { return s.pairs.delivered() }
 
+// CheckDelivered compares ids with what completed here: missing never
+// completed, repeated had their request message arrive more than once. It is
+// the at-least-once check of every end-to-end test and of the demo.
+func (s *Server) CheckDelivered(ids []string) (missing, repeated []string) {
+	got := s.pairs.delivered()
+	for _, id := range ids {
+		switch n := got[id]; {
+		case n == 0:
+			missing = append(missing, id)
+		case n > 1:
+			repeated = append(repeated, id)
+		}
+	}
+	return missing, repeated
+}
+
 func (s *Server) expired(c *Call) {
 	s.counters.missingResponse.Add(1)
 	s.metrics.missing.Inc()

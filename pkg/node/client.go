@@ -72,6 +72,8 @@ type Client struct {
 
 	upMu sync.Mutex
 	up   atomic.Bool
+
+	half *halfSent
 }
 
 // New builds a client; it opens no connection. A nil reg or log disables metrics
@@ -91,6 +93,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Client, erro
 		return nil, fmt.Errorf("parse node.url: %w", err)
 	}
 	c := &Client{
+		half:           newHalfSent(),
 		cfg:            cfg,
 		log:            log,
 		scheme:         u.Scheme,
@@ -229,21 +232,38 @@ func (c *Client) Deliver(ctx context.Context, call *accesslog.APICall) error {
 		c.log.Warn("node call not sendable, skipped", "request_id", call.RequestID, "error", err)
 		return err
 	}
-	if err := c.send(ctx, m, kindRequest); err != nil {
-		return err
+	// A call cut short earlier may still be held by the node: its request
+	// accepted (only the response is owed: a second request message would be
+	// refused as a duplicate request id), or maybe accepted (its fate unseen).
+	prior := c.half.take(m.id)
+	if prior != halfAccepted {
+		unsure, err := c.send(ctx, m, kindRequest, prior == halfMaybe)
+		if err != nil {
+			if unsure && !errors.Is(err, ErrRejected) {
+				c.half.add(m.id, halfMaybe)
+			}
+			return err
+		}
 	}
-	if err := c.send(ctx, m, kindResponse); err != nil {
+	if _, err := c.send(ctx, m, kindResponse, false); err != nil {
+		if !errors.Is(err, ErrRejected) {
+			c.half.add(m.id, halfAccepted)
+		}
 		return err
 	}
 	c.m.duration.Observe(time.Since(start).Seconds())
 	return nil
 }
 
-// send delivers one message, retrying until it is accepted, rejected, or ctx ends.
-func (c *Client) send(ctx context.Context, m *message, kind string) error {
+// send delivers one message, retrying until it is accepted, rejected, or ctx
+// ends. unsure reports (and, passed in, assumes) that an attempt may have
+// reached the node without its acceptance being seen: no reply, a reply cut
+// by ctx, or a 5xx such as the node's own reply timeout, which answers after
+// buffering the message.
+func (c *Client) send(ctx context.Context, m *message, kind string, unsure bool) (bool, error) {
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("deliver %s message of call %q: %w", kind, m.id, err)
+			return unsure, fmt.Errorf("deliver %s message of call %q: %w", kind, m.id, err)
 		}
 		r, err := c.attempt(ctx, m, kind)
 		var reason string
@@ -252,22 +272,33 @@ func (c *Client) send(ctx context.Context, m *message, kind string) error {
 			switch classifyStatus(r.code) {
 			case accepted:
 				c.setUp(true)
-				return nil
+				return unsure, nil
 			case rejected:
 				c.setUp(true)
+				if kind == kindRequest && r.code == http.StatusBadRequest && unsure {
+					// Most likely "duplicate request id": the node has this
+					// request from the attempt we saw fail. Send the response;
+					// if the node really had nothing, it rejects that too.
+					c.log.Info("node refused a resent request message; assuming an earlier attempt reached it",
+						"request_id", m.id, "body", r.snippet)
+					return unsure, nil
+				}
 				c.m.rejected.WithLabelValues(statusText(r.code)).Inc()
 				c.log.Warn("node rejected message, call skipped",
 					"request_id", m.id, "message", kind, "code", r.code, "body", r.snippet,
 					"method", m.method, "host", m.fwdHost, "target", m.url.RequestURI())
-				return &RejectedError{RequestID: m.id, Message: kind, Code: r.code, Reason: r.snippet}
+				return unsure, &RejectedError{RequestID: m.id, Message: kind, Code: r.code, Reason: r.snippet}
 			}
 			c.setUp(r.code < 500)
+			unsure = unsure || r.code >= 500
 			reason = "http_" + statusText(r.code)
 		} else {
 			if ctxErr := ctx.Err(); ctxErr != nil {
-				return fmt.Errorf("deliver %s message of call %q: %w", kind, m.id, ctxErr)
+				// Cut mid-flight: the message may have reached the node.
+				return true, fmt.Errorf("deliver %s message of call %q: %w", kind, m.id, ctxErr)
 			}
 			c.setUp(false)
+			unsure = true
 			reason = errorReason(err)
 			c.m.errors.WithLabelValues(reason).Inc()
 		}
@@ -281,7 +312,7 @@ func (c *Client) send(ctx context.Context, m *message, kind string) error {
 		}
 		c.log.Warn("node message not accepted, will retry", attrs...)
 		if err := sleep(ctx, delay); err != nil {
-			return fmt.Errorf("deliver %s message of call %q: %w", kind, m.id, err)
+			return unsure, fmt.Errorf("deliver %s message of call %q: %w", kind, m.id, err)
 		}
 	}
 }

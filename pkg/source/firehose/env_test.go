@@ -19,10 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
-	"github.com/wallarm/apigw-connector/pkg/accesslog"
-	"github.com/wallarm/apigw-connector/pkg/cwlogs"
+	"github.com/wallarm/apigw-connector/internal/testenv"
 	"github.com/wallarm/apigw-connector/pkg/devnode"
-	"github.com/wallarm/apigw-connector/pkg/node"
 	"github.com/wallarm/apigw-connector/pkg/pipeline"
 	"github.com/wallarm/apigw-connector/pkg/traffic"
 )
@@ -73,36 +71,9 @@ func newEnv(t testing.TB, cfg Config) *env {
 	t.Helper()
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e := &env{t: t, reg: prometheus.NewRegistry(), logs: logs}
-
-	nopts := devnode.DefaultOptions()
-	e.node = devnode.New(nopts, nil, slog.New(slog.DiscardHandler))
-	addr, err := e.node.Start(context.Background(), "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("start devnode: %v", err)
-	}
-	ncfg := node.DefaultConfig()
-	ncfg.URL = "http://" + addr.String()
-	ncfg.Concurrency = 16
-	ncfg.Retry.InitialBackoff = 5 * time.Millisecond
-	ncfg.Retry.MaxBackoff = 50 * time.Millisecond
-	fwd, err := node.New(ncfg, e.reg, log)
-	if err != nil {
-		t.Fatalf("create node client: %v", err)
-	}
-	parser, err := accesslog.NewParser(accesslog.DefaultMapping())
-	if err != nil {
-		t.Fatalf("create parser: %v", err)
-	}
-	pcfg := pipeline.DefaultConfig()
-	pcfg.Workers = ncfg.Concurrency
-	e.pipe, err = pipeline.New(pcfg, fwd, cwlogs.NewDecoder(cwlogs.DefaultOptions()), parser, e.reg, log)
-	if err != nil {
-		t.Fatalf("create pipeline: %v", err)
-	}
-	if err := e.pipe.Start(context.Background()); err != nil {
-		t.Fatalf("start pipeline: %v", err)
-	}
+	c := testenv.StartChain(t, log)
+	e := &env{t: t, reg: c.Registry, logs: logs, node: c.Node, pipe: c.Pipeline}
+	var err error
 	e.rcv, err = New(cfg, e.pipe, e.reg, log)
 	if err != nil {
 		t.Fatalf("create receiver: %v", err)
@@ -118,6 +89,7 @@ func newEnv(t testing.TB, cfg Config) *env {
 	e.url = scheme + "://" + e.rcv.Addr().String() + cfg.Path
 	tr := &http.Transport{MaxIdleConnsPerHost: 32}
 	e.hc = &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	// Runs before the chain's cleanup: the receiver stops before the pipeline.
 	t.Cleanup(func() {
 		tr.CloseIdleConnections()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -125,13 +97,6 @@ func newEnv(t testing.TB, cfg Config) *env {
 		if err := e.rcv.Shutdown(ctx); err != nil {
 			t.Errorf("shut down receiver: %v", err)
 		}
-		if err := e.pipe.Shutdown(ctx); err != nil {
-			t.Errorf("shut down pipeline: %v", err)
-		}
-		if err := e.node.Shutdown(ctx); err != nil {
-			t.Errorf("shut down devnode: %v", err)
-		}
-		fwd.Close()
 		if strings.Contains(logs.String(), testKey) {
 			t.Errorf("an access key was logged")
 		}
@@ -254,19 +219,7 @@ func (e *env) deliverUntilAcked(d delivery, attempts int) []int {
 // assertDeliveredOnce checks that every call reached the node exactly once.
 func (e *env) assertDeliveredOnce(calls []traffic.Call) {
 	e.t.Helper()
-	got := e.node.DeliveredIDs()
-	missing, dup := 0, 0
-	for _, c := range calls {
-		switch n := got[c.RequestID]; {
-		case n == 0:
-			missing++
-		case n > 1:
-			dup++
-		}
-	}
-	if missing > 0 || dup > 0 {
-		e.t.Fatalf("of %d calls, %d never reached the node and %d reached it more than once (node has %d)", len(calls), missing, dup, len(got))
-	}
+	testenv.AssertDeliveredOnce(e.t, e.node, calls)
 }
 
 func (e *env) counter(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }
