@@ -236,14 +236,32 @@ func (c *Client) Deliver(ctx context.Context, call *accesslog.APICall) error {
 	// accepted (only the response is owed: a second request message would be
 	// refused as a duplicate request id), or maybe accepted (its fate unseen).
 	prior := c.half.take(m.id)
-	if prior != halfAccepted {
-		unsure, err := c.send(ctx, m, kindRequest, prior == halfMaybe)
-		if err != nil {
-			if unsure && !errors.Is(err, ErrRejected) {
-				c.half.add(m.id, halfMaybe)
-			}
+	if prior == halfAccepted {
+		_, err := c.send(ctx, m, kindResponse, false)
+		var re *RejectedError
+		switch {
+		case err == nil:
+			c.m.duration.Observe(time.Since(start).Seconds())
+			return nil
+		case errors.As(err, &re) && re.Code == http.StatusBadRequest:
+			// The node no longer holds the request half (it stopped waiting
+			// for the response, e.g. before a late Firehose retry): send the
+			// whole pair again; a 400 to the request then means it is there.
+			c.log.Info("node refused the owed response of a call cut in half; sending the pair again", "request_id", m.id)
+			prior = halfMaybe
+		case errors.Is(err, ErrRejected):
+			return err
+		default:
+			c.half.add(m.id, halfAccepted)
 			return err
 		}
+	}
+	unsure, err := c.send(ctx, m, kindRequest, prior == halfMaybe)
+	if err != nil {
+		if unsure && !errors.Is(err, ErrRejected) {
+			c.half.add(m.id, halfMaybe)
+		}
+		return err
 	}
 	if _, err := c.send(ctx, m, kindResponse, false); err != nil {
 		if !errors.Is(err, ErrRejected) {
@@ -275,10 +293,13 @@ func (c *Client) send(ctx context.Context, m *message, kind string, unsure bool)
 				return unsure, nil
 			case rejected:
 				c.setUp(true)
-				if kind == kindRequest && r.code == http.StatusBadRequest && unsure {
+				if kind == kindRequest && r.code == http.StatusBadRequest && (unsure || saysDuplicate(r.snippet)) {
 					// Most likely "duplicate request id": the node has this
-					// request from the attempt we saw fail. Send the response;
-					// if the node really had nothing, it rejects that too.
+					// request from the attempt we saw fail, or from a process
+					// that delivered it before and went away (crash, another
+					// Lambda environment, a Kinesis lease that moved) with
+					// the response still owed. Send the response; if the
+					// node really had nothing, it rejects that too.
 					c.log.Info("node refused a resent request message; assuming an earlier attempt reached it",
 						"request_id", m.id, "body", r.snippet)
 					return unsure, nil
@@ -315,6 +336,12 @@ func (c *Client) send(ctx context.Context, m *message, kind string, unsure bool)
 			return unsure, fmt.Errorf("deliver %s message of call %q: %w", kind, m.id, err)
 		}
 	}
+}
+
+// saysDuplicate reports whether a 400 reply's body names a duplicate request id
+// ("duplicate request id", DuplicateReqId).
+func saysDuplicate(body string) bool {
+	return strings.Contains(strings.ToLower(body), "duplicate")
 }
 
 type reply struct {

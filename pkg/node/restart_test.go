@@ -1,0 +1,92 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wallarm/apigw-connector/pkg/devnode"
+)
+
+// A call cut between its two messages by a process that then went away (crash,
+// Lambda retry in another execution environment, a Kinesis lease moved to
+// another worker) is delivered again by a process that never saw the first
+// attempt: its request message is refused as a duplicate request id. The call
+// must still be completed (the response sent), not settled as rejected.
+func TestCallCutInHalfByAnotherProcessIsCompleted(t *testing.T) {
+	t.Parallel()
+	dn := devnode.New(devnode.DefaultOptions(), prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	var responsesDown atomic.Bool
+	responsesDown.Store(true)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Wallarm-Response-Code") != "" && responsesDown.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		dn.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+
+	call := sampleCall()
+	first, _ := testClient(t, srv.URL, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := first.Deliver(ctx, call); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("first Deliver: %v, want the deadline (request accepted, response refused)", err)
+	}
+	responsesDown.Store(false)
+
+	// Another process (no memory of the first attempt) delivers the call again.
+	second, _ := testClient(t, srv.URL, nil)
+	err := second.Deliver(context.Background(), call)
+	if missing, _ := dn.CheckDelivered([]string{call.RequestID}); len(missing) > 0 {
+		t.Fatalf("call lost: the node holds only its request; redelivery returned %v", err)
+	}
+	if err != nil {
+		t.Fatalf("redelivery: %v, want nil: the node completed the call", err)
+	}
+}
+
+// A call cut in half whose redelivery comes after the node stopped waiting for
+// the response half (Firehose retries come seconds to minutes later): the
+// response alone is refused as unmatched, so the whole pair must be sent again.
+func TestCallCutInHalfAfterTheNodeForgotTheRequestIsCompleted(t *testing.T) {
+	t.Parallel()
+	opts := devnode.DefaultOptions()
+	opts.PendingTTL = 100 * time.Millisecond
+	dn := devnode.New(opts, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	var responsesDown atomic.Bool
+	responsesDown.Store(true)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Wallarm-Response-Code") != "" && responsesDown.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		dn.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+
+	call := sampleCall()
+	c, _ := testClient(t, srv.URL, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := c.Deliver(ctx, call); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("first Deliver: %v, want the deadline (request accepted, response refused)", err)
+	}
+	time.Sleep(250 * time.Millisecond) // past the node's wait for the response half
+	responsesDown.Store(false)
+	err := c.Deliver(context.Background(), call)
+	if missing, _ := dn.CheckDelivered([]string{call.RequestID}); len(missing) > 0 {
+		t.Fatalf("call lost: redelivery returned %v", err)
+	}
+	if err != nil {
+		t.Fatalf("redelivery: %v, want nil", err)
+	}
+}
