@@ -109,6 +109,11 @@ func TestParameterPatternsRejectBadInput(t *testing.T) {
 		{"firehose.yaml", "EndpointUrl", "http://connector.example.com/firehose", false},
 		{"lambda.yaml", "CodeS3Key", "releases/1.0.0/apigw-connector-lambda-arm64.zip", true},
 		{"lambda.yaml", "CodeS3Key", "bootstrap", false},
+		{"lambda.yaml", "AlarmTopicArn", "", true},
+		{"lambda.yaml", "AlarmTopicArn", "arn:aws:sns:eu-west-1:123456789012:ops", true},
+		{"lambda.yaml", "AlarmTopicArn", "ops", false},
+		{"lambda.yaml", "FailureQueueRetentionSeconds", "1209600", true},
+		{"lambda.yaml", "FailureQueueRetentionSeconds", "1209601", false},
 	}
 	cache := map[string]loaded{}
 	for _, c := range cases {
@@ -213,6 +218,8 @@ var wantRoles = map[string]map[string]struct {
 	"lambda.yaml": {
 		"FunctionRole": {"lambda.amazonaws.com", []statement{
 			{[]string{"logs:CreateLogStream", "logs:PutLogEvents"}, []string{"{GetAtt:FunctionLogGroup.Arn}"}},
+			// Lambda writes the on-failure invocation record with the function's role.
+			{[]string{"sqs:SendMessage"}, []string{"{GetAtt:FailureQueue.Arn}"}},
 		}},
 	},
 }
@@ -646,6 +653,93 @@ func TestLambdaTemplate(t *testing.T) {
 	if !reflect.DeepEqual(sf.AWSCloudFormationDependsOn, []string{"InvokePermission"}) {
 		t.Errorf("subscription filter must depend on the invoke permission (CloudWatch Logs tests delivery at creation), got %v", sf.AWSCloudFormationDependsOn)
 	}
+}
+
+// CloudWatch Logs invokes the function asynchronously: Lambda retries a failed
+// event at most twice within MaximumEventAgeInSeconds and then drops it unless
+// an on-failure destination keeps it. A node outage longer than the retries
+// must not lose access-log events.
+func TestLambdaFailedEventsAreKept(t *testing.T) {
+	t.Parallel()
+	l := loadTemplate(t, "lambda.yaml")
+
+	ids := l.resourcesOfType("AWS::Lambda::EventInvokeConfig")
+	if len(ids) != 1 {
+		t.Fatalf("%d AWS::Lambda::EventInvokeConfig resources, want 1: without one, Lambda drops events after its retries", len(ids))
+	}
+	cfg, err := l.tmpl.GetLambdaEventInvokeConfigWithName(ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.FunctionName != "{Ref:Function}" || cfg.Qualifier != "$LATEST" {
+		t.Errorf("EventInvokeConfig applies to %s:%s, want the template's function at $LATEST (the template publishes no version or alias)", cfg.FunctionName, cfg.Qualifier)
+	}
+	if cfg.MaximumRetryAttempts == nil || *cfg.MaximumRetryAttempts != 2 {
+		t.Errorf("MaximumRetryAttempts %s, want 2 (the maximum)", intStr(cfg.MaximumRetryAttempts))
+	}
+	if cfg.MaximumEventAgeInSeconds == nil || *cfg.MaximumEventAgeInSeconds != 21600 {
+		t.Errorf("MaximumEventAgeInSeconds %s, want 21600 (the maximum, 6 h)", intStr(cfg.MaximumEventAgeInSeconds))
+	}
+	if cfg.DestinationConfig == nil || cfg.DestinationConfig.OnFailure == nil {
+		t.Fatal("EventInvokeConfig has no OnFailure destination: events that fail every attempt are dropped")
+	}
+	queues := l.resourcesOfType("AWS::SQS::Queue")
+	if len(queues) != 1 || cfg.DestinationConfig.OnFailure.Destination != "{GetAtt:"+queues[0]+".Arn}" {
+		t.Fatalf("OnFailure destination %q, want the template's SQS queue %v", cfg.DestinationConfig.OnFailure.Destination, queues)
+	}
+	if cfg.DestinationConfig.OnSuccess != nil {
+		t.Errorf("OnSuccess destination %+v: every delivered event would be copied to it", cfg.DestinationConfig.OnSuccess)
+	}
+	// The role must hold the grant when Lambda validates the destination.
+	if wantRoles["lambda.yaml"]["FunctionRole"].statements[1].Resources[0] != "{GetAtt:"+queues[0]+".Arn}" {
+		t.Error("the function role's sqs:SendMessage grant is not on the failure queue")
+	}
+
+	queue, err := l.tmpl.GetSQSQueueWithName(queues[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if queue.FifoQueue != nil && *queue.FifoQueue {
+		t.Error("the failure queue is FIFO: Lambda destinations accept only standard queues")
+	}
+	sse := queue.SqsManagedSseEnabled != nil && *queue.SqsManagedSseEnabled
+	if !sse {
+		t.Error("the failure queue is not encrypted with SSE-SQS (SqsManagedSseEnabled: true)")
+	}
+	if queue.KmsMasterKeyId != nil {
+		t.Errorf("KmsMasterKeyId %q: a KMS key needs kms:GenerateDataKey on the function role, which the template does not grant", *queue.KmsMasterKeyId)
+	}
+	if queue.MessageRetentionPeriod == nil || *queue.MessageRetentionPeriod != 1209600 {
+		t.Errorf("failure queue retention %s s by default, want 1209600 (14 days)", intStr(queue.MessageRetentionPeriod))
+	}
+	if !strings.Contains(l.text, "MessageRetentionPeriod: !Ref FailureQueueRetentionSeconds") {
+		t.Error("failure queue retention must come from the FailureQueueRetentionSeconds parameter")
+	}
+
+	alarms := map[string]map[string]any{}
+	for _, id := range l.resourcesOfType("AWS::CloudWatch::Alarm") {
+		a := l.props(t, id)
+		alarms[fmt.Sprint(a["Namespace"], "/", a["MetricName"])] = a
+	}
+	checkAlarm := func(key, dimName, dimValue string) {
+		t.Helper()
+		a, ok := alarms[key]
+		if !ok {
+			t.Errorf("no alarm on %s", key)
+			return
+		}
+		if path(a, "Dimensions", "0", "Name") != dimName || path(a, "Dimensions", "0", "Value") != dimValue {
+			t.Errorf("%s alarm dimension %v, want %s=%s", key, a["Dimensions"], dimName, dimValue)
+		}
+		if a["ComparisonOperator"] != "GreaterThanThreshold" || a["Threshold"] != float64(0) {
+			t.Errorf("%s alarm fires on %v %v, want GreaterThanThreshold 0", key, a["ComparisonOperator"], a["Threshold"])
+		}
+	}
+	if n := strings.Count(l.text, "AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]"); n != len(alarms) {
+		t.Errorf("%d of %d alarms notify the optional AlarmTopicArn", n, len(alarms))
+	}
+	checkAlarm("AWS/SQS/ApproximateNumberOfMessagesVisible", "QueueName", "{GetAtt:"+queues[0]+".QueueName}")
+	checkAlarm("AWS/Lambda/DestinationDeliveryFailures", "FunctionName", "{Ref:Function}")
 }
 
 func list(v any) []any {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"log/slog"
@@ -167,6 +168,34 @@ func TestReplayFromStdin(t *testing.T) {
 		t.Fatalf("exit %d: %s %s", code, out.String(), errb.String())
 	}
 	assertDeliveredOnce(t, dn, ids[len(ids)-10:])
+}
+
+// Events that failed every Lambda attempt reach the failure queue as
+// on-failure invocation records; saved one message body per line, replay
+// delivers their calls.
+func TestReplayDeliversLambdaFailureQueueRecords(t *testing.T) {
+	t.Parallel()
+	dn, url := startDevnode(t, devnode.DefaultOptions(), nil)
+	g := traffic.New(traffic.Options{Seed: 4, APIs: 2, EndpointsPerAPI: 3})
+	var bodies bytes.Buffer
+	var ids []string
+	for i := range 4 {
+		evs, calls := g.Events(nil, 10)
+		for _, c := range calls {
+			ids = append(ids, c.RequestID)
+		}
+		data := base64.StdEncoding.EncodeToString(traffic.GzipEnvelope("API-Gateway-Execution-Logs_abc/prod", "s", evs))
+		fmt.Fprintf(&bodies, `{"version":"1.0","timestamp":"2026-11-24T10:15:30.000Z","requestContext":{"requestId":"req-%d","condition":"RetriesExhausted","approximateInvokeCount":3},"requestPayload":{"awslogs":{"data":%q}},"responseContext":{"statusCode":200,"executedVersion":"$LATEST","functionError":"Unhandled"},"responsePayload":{"errorMessage":"calls not delivered before the invocation deadline"}}`+"\n", i, data)
+	}
+	f := filepath.Join(t.TempDir(), "failed-events.jsonl")
+	if err := os.WriteFile(f, bodies.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCmd(t, "replay", "--config", writeConfig(t, url, ""), f)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	assertDeliveredOnce(t, dn, ids)
 }
 
 func TestReplayRidesOutANodeOutage(t *testing.T) {

@@ -24,7 +24,7 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	cf.register(fs)
 	grace := fs.Duration("grace", 10*time.Second, "on SIGTERM/SIGINT, how long in-flight calls may still settle")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: apigw-connector replay [flags] [FILE...|-]\n\nForwards access-log lines (JSON per line, gzip or plain, optional export timestamp)\nor CloudWatch Logs subscription documents (gzip or JSON) to the node. No FILE or - reads stdin.")
+		fmt.Fprintln(stderr, "usage: apigw-connector replay [flags] [FILE...|-]\n\nForwards access-log lines (JSON per line, gzip or plain, optional export timestamp)\nor CloudWatch Logs subscription documents (gzip or JSON), or Lambda CloudWatch Logs events\nand on-failure destination records ({\"awslogs\":...}, {\"requestPayload\":{\"awslogs\":...}}, one per line)\nto the node. No FILE or - reads stdin.")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args); err != nil {

@@ -7,9 +7,12 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strconv"
 
 	"github.com/wallarm/apigw-connector/pkg/pipeline"
@@ -38,10 +41,14 @@ var gzipMagic = []byte{0x1f, 0x8b}
 
 // Read detects the content of r and calls emit with each batch, in order.
 // Content is detected by magic bytes and shape, never by file name: gzip is
-// undone once; a stream whose first value is a CloudWatch Logs envelope
-// (messageType/logEvents) is handed to the decoder whole; anything else is
-// read as access-log lines, one per line, with an optional leading
-// timestamp (CloudWatch Logs' export to S3 writes "2026-11-24T10:15:30.000Z {...}").
+// undone once; a stream of Lambda CloudWatch Logs events ({"awslogs":{"data":...}})
+// or of Lambda on-failure destination records holding one
+// ({"requestPayload":{"awslogs":...}}, what the Lambda template's failure
+// queue receives) gives one batch per event; a stream whose first value is a
+// CloudWatch Logs envelope (messageType/logEvents) is handed to the decoder
+// whole; anything else is read as access-log lines, one per line, with an
+// optional leading timestamp (CloudWatch Logs' export to S3 writes
+// "2026-11-24T10:15:30.000Z {...}").
 func Read(ctx context.Context, name string, r io.Reader, o Options, emit func(pipeline.Batch) error) (Stats, error) {
 	var st Stats
 	br := bufio.NewReaderSize(r, 64<<10)
@@ -57,6 +64,9 @@ func Read(ctx context.Context, name string, r io.Reader, o Options, emit func(pi
 	}
 	body := bufio.NewReaderSize(src, 64<<10)
 	peek, _ := body.Peek(32 << 10)
+	if isLambdaEvent(peek) {
+		return readLambdaEvents(ctx, name, body, o, emit)
+	}
 	if isEnvelope(peek) {
 		data, err := io.ReadAll(io.LimitReader(body, o.MaxDocumentBytes+1))
 		if err != nil {
@@ -130,14 +140,14 @@ func stripTimestamp(line []byte) []byte {
 	return line
 }
 
-// isEnvelope reports whether the stream starts with a CloudWatch Logs
-// subscription document rather than an access-log line.
-func isEnvelope(p []byte) bool {
+// firstValue returns the start of the stream's first JSON object: its first
+// line, or the whole peek when the object is pretty-printed over several lines.
+// It returns nil when the stream does not start with an object.
+func firstValue(p []byte) []byte {
 	p = bytes.TrimLeft(p, " \t\r\n\xef\xbb\xbf")
 	if len(p) == 0 || p[0] != '{' {
-		return false
+		return nil
 	}
-	// Only the first JSON value matters: an access-log line never carries these keys.
 	end := len(p)
 	if i := bytes.IndexByte(p, '\n'); i >= 0 {
 		end = i
@@ -146,5 +156,79 @@ func isEnvelope(p []byte) bool {
 	if !bytes.HasSuffix(bytes.TrimSpace(first), []byte("}")) {
 		first = p // pretty-printed: the keys are on later lines
 	}
+	return first
+}
+
+// isEnvelope reports whether the stream starts with a CloudWatch Logs
+// subscription document rather than an access-log line.
+func isEnvelope(p []byte) bool {
+	// Only the first JSON value matters: an access-log line never carries these keys.
+	first := firstValue(p)
 	return bytes.Contains(first, []byte(`"logEvents"`)) || bytes.Contains(first, []byte(`"messageType"`))
+}
+
+// awslogsObject matches an "awslogs" key opening an object. Inside a JSON
+// string the quotes would be escaped, so only a real key matches.
+var awslogsObject = regexp.MustCompile(`"awslogs"\s*:\s*\{`)
+
+// isLambdaEvent reports whether the stream starts with a Lambda CloudWatch
+// Logs event or an on-failure destination record holding one.
+func isLambdaEvent(p []byte) bool {
+	return awslogsObject.Match(firstValue(p))
+}
+
+// lambdaValue is a Lambda CloudWatch Logs event, or an asynchronous
+// invocation record whose requestPayload is one.
+type lambdaValue struct {
+	AWSLogs        *awslogs `json:"awslogs"`
+	RequestPayload *struct {
+		AWSLogs *awslogs `json:"awslogs"`
+	} `json:"requestPayload"`
+	RequestContext struct {
+		RequestID string `json:"requestId"`
+	} `json:"requestContext"`
+}
+
+type awslogs struct {
+	Data string `json:"data"`
+}
+
+// readLambdaEvents emits one CloudWatch Logs batch per JSON value of r (values
+// may be concatenated, one per line or pretty-printed).
+func readLambdaEvents(ctx context.Context, name string, r io.Reader, o Options, emit func(pipeline.Batch) error) (Stats, error) {
+	var st Stats
+	dec := json.NewDecoder(r)
+	for n := 1; ; n++ {
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		var v lambdaValue
+		if err := dec.Decode(&v); err == io.EOF {
+			return st, nil
+		} else if err != nil {
+			return st, fmt.Errorf("read %s: Lambda event %d: %w", name, n, err)
+		}
+		logs, id := v.AWSLogs, name+":"+strconv.Itoa(n)
+		if logs == nil && v.RequestPayload != nil {
+			logs = v.RequestPayload.AWSLogs
+			if v.RequestContext.RequestID != "" {
+				id = name + ":" + v.RequestContext.RequestID
+			}
+		}
+		if logs == nil || logs.Data == "" {
+			return st, fmt.Errorf(`read %s: value %d is neither a Lambda CloudWatch Logs event ({"awslogs":{"data":...}}) nor an on-failure destination record holding one ({"requestPayload":{"awslogs":...}})`, name, n)
+		}
+		if int64(base64.StdEncoding.DecodedLen(len(logs.Data))) > o.MaxDocumentBytes {
+			return st, fmt.Errorf("read %s: Lambda event %d: awslogs.data larger than %d bytes", name, n, o.MaxDocumentBytes)
+		}
+		data, err := base64.StdEncoding.DecodeString(logs.Data)
+		if err != nil {
+			return st, fmt.Errorf("read %s: Lambda event %d: awslogs.data is not base64: %w", name, n, err)
+		}
+		st.Batches++
+		if err := emit(pipeline.Batch{Source: "file:" + name, Format: pipeline.FormatCloudWatchLogs,
+			Records: []pipeline.Record{{ID: id, Data: data}}}); err != nil {
+			return st, err
+		}
+	}
 }

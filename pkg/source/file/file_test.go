@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -105,5 +107,113 @@ func TestReadErrors(t *testing.T) {
 	}
 	if _, err := Read(context.Background(), "bad", bytes.NewReader([]byte{0x1f, 0x8b, 0, 0}), DefaultOptions(), func(pipeline.Batch) error { return nil }); err == nil {
 		t.Fatal("corrupt gzip accepted")
+	}
+}
+
+// The Lambda template's failure queue holds invocation records whose
+// requestPayload is the original CloudWatch Logs event; replay reads them, and
+// the bare events, as they are (one per line, pretty-printed or gzip).
+func TestReadLambdaEvents(t *testing.T) {
+	t.Parallel()
+	g := traffic.New(traffic.Options{Seed: 3})
+	evs1, _ := g.Events(nil, 2)
+	evs2, _ := g.Events(nil, 3)
+	gz1, gz2 := traffic.GzipEnvelope("grp", "s1", evs1), traffic.GzipEnvelope("grp", "s2", evs2)
+	event := func(gzData []byte) string {
+		return `{"awslogs":{"data":"` + base64.StdEncoding.EncodeToString(gzData) + `"}}`
+	}
+	record := func(reqID string, gzData []byte) string {
+		return `{"version":"1.0","timestamp":"2026-11-24T10:15:30.000Z",` +
+			`"requestContext":{"requestId":"` + reqID + `","functionArn":"arn:aws:lambda:eu-west-1:123456789012:function:apigw-connector:$LATEST","condition":"RetriesExhausted","approximateInvokeCount":3},` +
+			`"requestPayload":` + event(gzData) + `,` +
+			`"responseContext":{"statusCode":200,"executedVersion":"$LATEST","functionError":"Unhandled"},` +
+			`"responsePayload":{"errorMessage":"deliver subscription event: 3 of 3 calls: calls not delivered before the invocation deadline","errorType":"wrapError"}}`
+	}
+	pretty := func(s string) string {
+		var buf bytes.Buffer
+		if err := json.Indent(&buf, []byte(s), "", "  "); err != nil {
+			t.Fatal(err)
+		}
+		return buf.String()
+	}
+	tests := []struct {
+		name     string
+		in       []byte
+		wantIDs  []string
+		wantData [][]byte
+	}{
+		{"one event", []byte(event(gz1)), []string{"x:1"}, [][]byte{gz1}},
+		{"events one per line", []byte(event(gz1) + "\n" + event(gz2) + "\n"), []string{"x:1", "x:2"}, [][]byte{gz1, gz2}},
+		{"destination records", []byte(record("req-a", gz1) + "\n" + record("req-b", gz2)), []string{"x:req-a", "x:req-b"}, [][]byte{gz1, gz2}},
+		{"pretty-printed record", []byte(pretty(record("req-a", gz1))), []string{"x:req-a"}, [][]byte{gz1}},
+		{"gzip records", gz([]byte(record("req-a", gz1) + "\n" + record("req-b", gz2) + "\n")), []string{"x:req-a", "x:req-b"}, [][]byte{gz1, gz2}},
+		{"record without request id", []byte(`{"requestPayload":` + event(gz2) + `}`), []string{"x:1"}, [][]byte{gz2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var got []pipeline.Batch
+			st, err := Read(context.Background(), "x", bytes.NewReader(tt.in), DefaultOptions(), func(b pipeline.Batch) error {
+				got = append(got, b)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Batches != len(tt.wantIDs) || len(got) != len(tt.wantIDs) {
+				t.Fatalf("%d batches (stats %d), want %d", len(got), st.Batches, len(tt.wantIDs))
+			}
+			for i, b := range got {
+				if b.Format != pipeline.FormatCloudWatchLogs || len(b.Records) != 1 || b.Records[0].ID != tt.wantIDs[i] {
+					t.Fatalf("batch %d: format %v, records %d, id %q; want one CloudWatch Logs record %q", i, b.Format, len(b.Records), b.Records[0].ID, tt.wantIDs[i])
+				}
+				if !bytes.Equal(b.Records[0].Data, tt.wantData[i]) {
+					t.Fatalf("batch %d: data is not the event's decoded awslogs.data", i)
+				}
+			}
+		})
+	}
+}
+
+func TestReadLambdaEventErrors(t *testing.T) {
+	t.Parallel()
+	noop := func(pipeline.Batch) error { return nil }
+	data := base64.StdEncoding.EncodeToString(traffic.GzipEnvelope("g", "s", nil))
+	tests := []struct {
+		name, in, want string
+	}{
+		{"not base64", `{"awslogs":{"data":"%%%"}}`, "not base64"},
+		{"other payload after an event", `{"awslogs":{"data":"` + data + `"}}` + "\n" + `{"requestPayload":{"Records":[]}}`, "value 2 is neither"},
+		{"truncated", `{"awslogs":{"data":"` + data + `"}`, "Lambda event 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Read(context.Background(), "x", strings.NewReader(tt.in), DefaultOptions(), noop)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+	o := DefaultOptions()
+	o.MaxDocumentBytes = 10
+	if _, err := Read(context.Background(), "x", strings.NewReader(`{"awslogs":{"data":"`+data+`"}}`), o, noop); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("oversized awslogs.data: %v", err)
+	}
+}
+
+// An access-log line that merely mentions awslogs is still a line.
+func TestReadLineMentioningAWSLogsIsALine(t *testing.T) {
+	t.Parallel()
+	line := `{"requestId":"r1","httpMethod":"GET","path":"/awslogs","userAgent":"\"awslogs\":{x}","status":"200"}` + "\n"
+	var got []pipeline.Batch
+	if _, err := Read(context.Background(), "x", strings.NewReader(line), DefaultOptions(), func(b pipeline.Batch) error {
+		got = append(got, b)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Format != pipeline.FormatLines {
+		t.Fatalf("batches %+v, want one of access-log lines", got)
 	}
 }
