@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"text/tabwriter"
 	"time"
 
 	"github.com/wallarm/apigw-connector/pkg/config"
@@ -16,13 +17,31 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 	var cf commonFlags
 	cf.register(fs)
 	list := fs.Bool("list", false, "list every setting with its environment variable instead")
+	setUsage(fs, "check-config [flags]", `Prints the effective configuration (defaults, --config FILE, environment, flags) with
+secrets redacted, then validates it for run: exit 0 when valid, 1 with the setting to fix.
+--list lists every setting, its environment variable and its type.`)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return usageErrorf("takes no arguments, got %q: pass the file with --config", fs.Args())
+	}
 	if *list {
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "SETTING\tENVIRONMENT VARIABLE\tTYPE\tDEFAULT")
 		for _, s := range config.Settings() {
-			fmt.Fprintf(stdout, "%-45s %-60s %s\n", s.Path, s.Env, s.Type)
+			def := s.Default
+			if def == "" {
+				def = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Path, s.Env, s.Type, def)
 		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "\nAlso: %s (the YAML file, like --config); X_NODE_URL (host:port) and X_NODE_SCHEME (default https)\n"+
+			"fill node.url when it is not set otherwise. Lists are comma-separated, maps key=value,key=value, durations 500ms/10s/1m,\n"+
+			"timestamps RFC 3339. An empty variable counts as unset; metrics.addr and node.health_path take %q to switch off.\n", config.EnvConfigFile, config.Off)
 		return nil
 	}
 	cfg, err := cf.load()
@@ -47,8 +66,13 @@ func cmdHealthcheck(ctx context.Context, args []string, stderr io.Writer) error 
 	addr := fs.String("addr", "", "host:port of the metrics listener (default: metrics.addr on 127.0.0.1)")
 	var cf commonFlags
 	cf.register(fs)
+	setUsage(fs, "healthcheck [--addr HOST:PORT]", `Exits 0 when the local /healthz answers 200 (the container health check: the image has
+no shell). Without --addr it asks 127.0.0.1 on the port of metrics.addr.`)
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("takes no arguments, got %q", fs.Args())
 	}
 	target := *addr
 	if target == "" {
@@ -56,9 +80,12 @@ func cmdHealthcheck(ctx context.Context, args []string, stderr io.Writer) error 
 		if err != nil {
 			return err
 		}
+		if cfg.Metrics.Addr == "" {
+			return fmt.Errorf("metrics.addr is off, so there is no /healthz to ask: enable it (env %sMETRICS_ADDR) or pass --addr", config.EnvPrefix)
+		}
 		_, port, err := net.SplitHostPort(cfg.Metrics.Addr)
 		if err != nil {
-			return fmt.Errorf("metrics.addr %q: %w", cfg.Metrics.Addr, err)
+			return fmt.Errorf("metrics.addr %q is not host:port: set metrics.addr (env %sMETRICS_ADDR) or pass --addr", cfg.Metrics.Addr, config.EnvPrefix)
 		}
 		target = net.JoinHostPort("127.0.0.1", port)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -52,12 +53,20 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
+// setUsage gives a command a usage text: its synopsis, what it does, its flags.
+func setUsage(fs *flag.FlagSet, synopsis, about string) {
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: apigw-connector %s\n\n%s\n\nflags:\n", synopsis, about)
+		fs.PrintDefaults()
+	}
+}
+
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return errUsage
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
 		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return errUsage // the flag package printed the mistake and the usage
 	}
 	return nil
 }

@@ -21,8 +21,24 @@ var (
 	commit  = "unknown"
 )
 
-// errUsage marks a command-line mistake: exit code 2.
+// errUsage marks a command-line mistake: exit code 2. Returned bare, the
+// mistake was already reported (the flag package prints its own message and
+// the usage); usageErrorf carries a message that run prints.
 var errUsage = errors.New("usage")
+
+// errHelp is returned for -h/--help: the usage was printed on request, exit 0.
+var errHelp = errors.New("help requested")
+
+// usageError is a command-line mistake with a message still to print.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string        { return e.msg }
+func (e usageError) Is(target error) bool { return target == errUsage }
+
+// usageErrorf reports a command-line mistake (exit code 2) with its message.
+func usageErrorf(format string, a ...any) error {
+	return usageError{msg: fmt.Sprintf(format, a...)}
+}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
@@ -44,6 +60,7 @@ Usage:
   apigw-connector healthcheck  [--addr 127.0.0.1:9102]                 exit 0 when the local /healthz answers (container health checks)
   apigw-connector version
 
+Run apigw-connector COMMAND -h for a command's flags; apigw-connector check-config --list lists every setting.
 Every setting can also be given as an environment variable: APIGW_CONNECTOR_<PATH_IN_UPPER_SNAKE>
 (node.url -> APIGW_CONNECTOR_NODE_URL); X_NODE_URL and X_NODE_SCHEME work as in the official Lambda.
 `
@@ -78,7 +95,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if err != nil {
+		if errors.Is(err, errHelp) {
+			return 0
+		}
 		if errors.Is(err, errUsage) {
+			var ue usageError
+			if errors.As(err, &ue) {
+				fmt.Fprintf(stderr, "apigw-connector %s: %s (see apigw-connector %s -h)\n", args[0], ue.msg, args[0])
+			}
 			return 2
 		}
 		var ee exitError

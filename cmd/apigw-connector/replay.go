@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -29,6 +30,20 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	// Every named input must be readable before anything is sent: a typo in
+	// the third file name must not leave the first two half replayed.
+	for _, name := range fs.Args() {
+		if name == "-" {
+			continue
+		}
+		st, err := os.Stat(name)
+		switch {
+		case err != nil:
+			return usageErrorf("cannot read input: %v", err)
+		case st.IsDir():
+			return usageErrorf("input %s is a directory: pass the files in it (e.g. %s/*)", name, strings.TrimRight(name, "/"))
+		}
 	}
 	metricsFlag := cf.metricsAddr
 	cfg, err := cf.load()
@@ -63,7 +78,7 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	deliverCtx, cancelDeliver := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelDeliver()
 	stopGrace := context.AfterFunc(ctx, func() {
-		log.Warn("signal received: reading stopped, letting in-flight calls settle", "grace", *grace)
+		log.Warn("signal received: reading stopped, letting in-flight calls settle", "grace", grace.String())
 		time.AfterFunc(*grace, cancelDeliver)
 	})
 	defer stopGrace()
@@ -98,6 +113,9 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if len(names) == 0 {
 		names = []string{"-"}
 	}
+	if slices.Contains(names, "-") && isTerminal(stdin) {
+		fmt.Fprintln(stderr, "replay: reading access-log lines from the terminal (end with Ctrl-D; pass FILE arguments to replay files)")
+	}
 	var readErr error
 	opts := file.DefaultOptions()
 	opts.MaxDocumentBytes = cfg.Decode.MaxDecompressedBytes
@@ -110,7 +128,7 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		if name != "-" {
 			f, err := os.Open(name)
 			if err != nil {
-				readErr = fmt.Errorf("open %s: %w", name, err)
+				readErr = err // *PathError: names the file
 				break
 			}
 			r, label = f, name
@@ -144,8 +162,21 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return exitError{code: 1, msg: fmt.Sprintf("replay finished with %d calls permanently rejected by the node (see rejected by code above)", total.Rejected)}
 	case ctx.Err() != nil:
 		return exitError{code: 1, msg: "replay interrupted before the end of the input"}
+	case total.Calls == 0 && total.ParseErrors+total.DecodeErrors > 0:
+		// Nothing usable: most often a non-JSON access-log format or the wrong log group.
+		return exitError{code: 1, msg: fmt.Sprintf("replay found no API call in the input (%d lines not parsed, %d records not decoded; reasons above): check that the stage's access-log format is JSON (README \"Access-log format\") and that the input is an access log", total.ParseErrors, total.DecodeErrors)}
 	}
 	return nil
+}
+
+// isTerminal reports whether r is an interactive terminal (stdin not redirected).
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 func addOutcome(a, b pipeline.Outcome) pipeline.Outcome {

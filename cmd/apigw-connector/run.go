@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"time"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
@@ -28,11 +29,15 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlagSet("run", stderr)
 	var cf commonFlags
 	cf.register(fs)
+	setUsage(fs, "run [flags]", `Consumes the source selected by source.type (kinesis or firehose) and forwards every
+API call to the node until SIGTERM/SIGINT: then it stops reading, lets in-flight calls
+settle within the grace period, checkpoints and exits 0; a second signal exits at once.
+Settings: --config FILE, APIGW_CONNECTOR_* variables (apigw-connector check-config --list).`)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: run takes no arguments, got %q", errUsage, fs.Args())
+		return usageErrorf("takes no arguments, got %q: settings come from --config, the environment and flags", fs.Args())
 	}
 	cfg, err := cf.load()
 	if err != nil {
@@ -93,10 +98,14 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	// but the source must keep its leases renewed while it drains.
 	if err := src.Start(context.WithoutCancel(ctx)); err != nil {
 		shutdownAll(log, grace, nil, core, tel)
+		var op *net.OpError
+		if cfg.Source.Type == config.SourceFirehose && errors.As(err, &op) && op.Op == "listen" {
+			return fmt.Errorf("start firehose source: %w: set firehose.listen (env %sFIREHOSE_LISTEN) to a free address, e.g. \":8080\"", err, config.EnvPrefix)
+		}
 		return fmt.Errorf("start %s source: %w", cfg.Source.Type, err)
 	}
 	<-ctx.Done()
-	log.Info("stopping: draining in-flight calls", "grace", grace)
+	log.Info("stopping: draining in-flight calls", "grace", grace.String())
 	if err := shutdownAll(log, grace, src, core, tel); err != nil {
 		return err
 	}

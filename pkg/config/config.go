@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 
@@ -46,7 +47,16 @@ type Config struct {
 	Firehose  firehose.Config         `yaml:"firehose"`
 	Metrics   telemetry.MetricsConfig `yaml:"metrics"`
 	Log       telemetry.LogConfig     `yaml:"log"`
+
+	// legacyNodeURL names the X_NODE_* variables node.url came from, if any,
+	// so that a message about node.url can point at what actually set it.
+	legacyNodeURL string
 }
+
+// Off is the value that switches off a setting whose empty value means "off"
+// (metrics.addr, node.health_path): an empty environment variable counts as
+// unset, so APIGW_CONNECTOR_METRICS_ADDR=off is how the environment says it.
+const Off = "off"
 
 // SourceConfig selects what `run` consumes.
 type SourceConfig struct {
@@ -104,10 +114,17 @@ func Load(path string, getenv func(string) string, environ []string) (Config, er
 	if cfg.Node.URL == "" && getenv(EnvPrefix+"NODE_URL") == "" {
 		if u := legacyNodeURL(getenv("X_NODE_URL"), getenv("X_NODE_SCHEME")); u != "" {
 			cfg.Node.URL = u
+			cfg.legacyNodeURL = "X_NODE_URL and X_NODE_SCHEME"
 		}
 	}
 	if err := applyEnv(&cfg, getenv, environ); err != nil {
 		return cfg, err
+	}
+	if strings.EqualFold(strings.TrimSpace(cfg.Metrics.Addr), Off) {
+		cfg.Metrics.Addr = ""
+	}
+	if strings.EqualFold(strings.TrimSpace(cfg.Node.HealthPath), Off) {
+		cfg.Node.HealthPath = ""
 	}
 	cfg.Pipeline.Workers = cfg.Node.Concurrency
 	return cfg, nil
@@ -140,6 +157,9 @@ func decodeYAML(data []byte, cfg *Config) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true) // a typo in a key must not silently keep the default
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		if msg := explainYAML(data); msg != "" {
+			return errors.New(msg)
+		}
 		return fmt.Errorf("parse YAML: %w (keys are listed in configs/apigw-connector.yaml)", err)
 	}
 	return nil
@@ -151,10 +171,53 @@ func (c Config) Validate() error {
 	if c.Decode.MaxDecompressedBytes < 1024 {
 		return fmt.Errorf("decode.max_decompressed_bytes must be at least 1024, got %d: set decode.max_decompressed_bytes (env %sDECODE_MAX_DECOMPRESSED_BYTES), default 67108864 (64 MiB)", c.Decode.MaxDecompressedBytes, EnvPrefix)
 	}
-	for _, v := range []interface{ Validate() error }{c.Node, c.Pipeline, c.AccessLog.Fields, c.Metrics, c.Log} {
+	// User info in node.url would be echoed by the node section's messages:
+	// refuse it here, with the credentials redacted.
+	if u, err := url.Parse(c.Node.URL); err == nil && u.User != nil {
+		return c.nodeURLError(fmt.Errorf("node.url must not carry user info (credentials), got %q: set node.url (env %sNODE_URL) as scheme://host:port; to authenticate to the node use node.extra_headers or a client certificate (node.tls.cert_file)", redactURL(c.Node.URL), EnvPrefix))
+	}
+	if err := c.Node.Validate(); err != nil {
+		return c.nodeURLError(err)
+	}
+	for _, v := range []interface{ Validate() error }{c.Pipeline, c.AccessLog.Fields, c.Metrics, c.Log} {
 		if err := v.Validate(); err != nil {
 			return err
 		}
+	}
+	if strings.HasPrefix(strings.ToLower(c.Node.URL), "https://") {
+		if err := readable(
+			fileSetting{"node.tls.ca_file", c.Node.TLS.CAFile},
+			fileSetting{"node.tls.cert_file", c.Node.TLS.CertFile},
+			fileSetting{"node.tls.key_file", c.Node.TLS.KeyFile},
+		); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// nodeURLError points a node.url message at X_NODE_URL when that set it.
+func (c Config) nodeURLError(err error) error {
+	if c.legacyNodeURL != "" && strings.Contains(err.Error(), "node.url") {
+		return fmt.Errorf("%w (node.url was taken from %s)", err, c.legacyNodeURL)
+	}
+	return err
+}
+
+type fileSetting struct{ path, file string }
+
+// readable checks that every named file can be opened, so that a wrong path
+// fails at start (and in check-config) with the setting that holds it.
+func readable(files ...fileSetting) error {
+	for _, f := range files {
+		if f.file == "" {
+			continue
+		}
+		fh, err := os.Open(f.file)
+		if err != nil {
+			return fmt.Errorf("%s: %w: set %s (env %s) to a readable file", f.path, err, f.path, envName(strings.Split(f.path, ".")))
+		}
+		fh.Close()
 	}
 	return nil
 }
@@ -168,7 +231,14 @@ func (c Config) ValidateForRun() error {
 	case SourceKinesis:
 		return c.Kinesis.Validate()
 	case SourceFirehose:
-		return c.Firehose.Validate()
+		if err := c.Firehose.Validate(); err != nil {
+			return err
+		}
+		return readable(
+			fileSetting{"firehose.access_key_file", c.Firehose.AccessKeyFile},
+			fileSetting{"firehose.tls.cert_file", c.Firehose.TLS.CertFile},
+			fileSetting{"firehose.tls.key_file", c.Firehose.TLS.KeyFile},
+		)
 	default:
 		return fmt.Errorf("source.type %q is unknown: set source.type (env %sSOURCE_TYPE) to %q or %q", c.Source.Type, EnvPrefix, SourceKinesis, SourceFirehose)
 	}

@@ -203,3 +203,124 @@ func TestRedactedHidesSecrets(t *testing.T) {
 		t.Fatal("Redacted modified the original")
 	}
 }
+
+func TestYAMLMistakesNameTheSettingAndItsVariable(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		file string
+		want []string
+	}{
+		{"node:\n  ulr: http://x\n", []string{"line 2", "node.ulr names no setting", "check-config --list", "url"}},
+		{"foo: 1\n", []string{"line 1", "foo names no setting"}},
+		{"node:\n  reply_timeout: 5\n", []string{"line 2", "node.reply_timeout", "APIGW_CONNECTOR_NODE_REPLY_TIMEOUT", "duration"}},
+		{"node:\n  concurrency: many\n", []string{"node.concurrency", "APIGW_CONNECTOR_NODE_CONCURRENCY", "integer"}},
+		{"node:\n  retry:\n    multiplier: x\n", []string{"line 3", "node.retry.multiplier", "APIGW_CONNECTOR_NODE_RETRY_MULTIPLIER"}},
+		{"kinesis:\n  initial_timestamp: yesterday\n", []string{"kinesis.initial_timestamp", "APIGW_CONNECTOR_KINESIS_INITIAL_TIMESTAMP", "RFC 3339"}},
+		{"kinesis:\n  create_lease_table: maybe\n", []string{"kinesis.create_lease_table", "APIGW_CONNECTOR_KINESIS_CREATE_LEASE_TABLE", "true or false"}},
+		{"node:\n  extra_headers: [a]\n", []string{"node.extra_headers", "APIGW_CONNECTOR_NODE_EXTRA_HEADERS"}},
+		{"access_log:\n  fields:\n    method: httpMethod\n", []string{"access_log.fields.method", "APIGW_CONNECTOR_ACCESS_LOG_FIELDS_METHOD", "list"}},
+		{"node: 5\n", []string{"node must be a mapping"}},
+		{"- a\n", []string{"the document must be a mapping"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			t.Parallel()
+			getenv, environ := env()
+			_, err := Load(writeFile(t, tt.file), getenv, environ)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Fatalf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+	// Valid YAML still loads through the strict decoder, anchors included.
+	getenv, environ := env()
+	cfg, err := Load(writeFile(t, "node:\n  url: http://n:1\n  retry: &r\n    max_backoff: 20s\nkinesis:\n  create_lease_table: false\n"), getenv, environ)
+	if err != nil || cfg.Node.Retry.MaxBackoff != 20*time.Second || cfg.Kinesis.CreateLeaseTable {
+		t.Fatalf("valid file: %v %+v", err, cfg.Node.Retry)
+	}
+}
+
+func TestNodeURLCredentialsAreNeverEchoed(t *testing.T) {
+	t.Parallel()
+	for _, kv := range [][]string{
+		{"APIGW_CONNECTOR_NODE_URL", "https://user:s3cr3t@node:1"},
+		{"X_NODE_URL", "user:s3cr3t@node:1"},
+	} {
+		getenv, environ := env(kv...)
+		cfg, err := Load("", getenv, environ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = cfg.Validate()
+		if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "node.url") {
+			t.Fatalf("%v: error %v: want a node.url error without the password", kv, err)
+		}
+		if kv[0] == "X_NODE_URL" && !strings.Contains(err.Error(), "X_NODE_URL") {
+			t.Fatalf("error %v does not say node.url came from X_NODE_URL", err)
+		}
+	}
+	if got := redactURL("https://u:p@node:1/x"); got != "https://<redacted>@node:1/x" {
+		t.Fatalf("redactURL: %q", got)
+	}
+}
+
+func TestOffSwitchesOffFromTheEnvironment(t *testing.T) {
+	t.Parallel()
+	getenv, environ := env("APIGW_CONNECTOR_NODE_URL", "http://n:1", "APIGW_CONNECTOR_METRICS_ADDR", "off", "APIGW_CONNECTOR_NODE_HEALTH_PATH", "OFF")
+	cfg, err := Load("", getenv, environ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Metrics.Addr != "" || cfg.Node.HealthPath != "" {
+		t.Fatalf("off not applied: metrics.addr %q node.health_path %q", cfg.Metrics.Addr, cfg.Node.HealthPath)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMissingFilesFailAtStartWithTheirSetting(t *testing.T) {
+	t.Parallel()
+	missing := filepath.Join(t.TempDir(), "nope.pem")
+	tests := []struct {
+		kv   []string
+		want string
+	}{
+		{[]string{"APIGW_CONNECTOR_NODE_URL", "https://n:1", "APIGW_CONNECTOR_KINESIS_STREAM", "s", "APIGW_CONNECTOR_NODE_TLS_CA_FILE", missing}, "APIGW_CONNECTOR_NODE_TLS_CA_FILE"},
+		{[]string{"APIGW_CONNECTOR_NODE_URL", "https://n:1", "APIGW_CONNECTOR_SOURCE_TYPE", "firehose", "APIGW_CONNECTOR_FIREHOSE_ACCESS_KEY_FILE", missing}, "APIGW_CONNECTOR_FIREHOSE_ACCESS_KEY_FILE"},
+		{[]string{"APIGW_CONNECTOR_NODE_URL", "https://n:1", "APIGW_CONNECTOR_SOURCE_TYPE", "firehose", "APIGW_CONNECTOR_FIREHOSE_ACCESS_KEYS", "k",
+			"APIGW_CONNECTOR_FIREHOSE_TLS_CERT_FILE", missing, "APIGW_CONNECTOR_FIREHOSE_TLS_KEY_FILE", missing}, "APIGW_CONNECTOR_FIREHOSE_TLS_CERT_FILE"},
+	}
+	for _, tt := range tests {
+		getenv, environ := env(tt.kv...)
+		cfg, err := Load("", getenv, environ)
+		if err == nil {
+			err = cfg.ValidateForRun()
+		}
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Fatalf("error %v, want one naming %s", err, tt.want)
+		}
+	}
+}
+
+func TestSettingsCarryTheirDefaults(t *testing.T) {
+	t.Parallel()
+	want := map[string]string{
+		"node.reply_timeout":         "5s",
+		"node.concurrency":           "64",
+		"kinesis.create_lease_table": "true",
+		"access_log.fields.method":   "httpMethod,method,http_method",
+		"metrics.addr":               ":9102",
+		"node.url":                   "",
+	}
+	for _, s := range Settings() {
+		if w, ok := want[s.Path]; ok && s.Default != w {
+			t.Errorf("%s default %q, want %q", s.Path, s.Default, w)
+		}
+	}
+}

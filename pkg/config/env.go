@@ -16,9 +16,10 @@ var (
 
 // Setting is one leaf of the configuration tree.
 type Setting struct {
-	Path string // YAML path, e.g. node.retry.max_backoff
-	Env  string // its environment override
-	Type string // Go kind, for docs
+	Path    string // YAML path, e.g. node.retry.max_backoff
+	Env     string // its environment override
+	Type    string // Go kind, for docs
+	Default string // the default, written as its environment variable takes it ("" when empty)
 }
 
 // Settings lists every setting with its env name, in YAML order. Deploy
@@ -27,7 +28,7 @@ func Settings() []Setting {
 	var out []Setting
 	cfg := Default()
 	walk(reflect.ValueOf(&cfg).Elem(), nil, func(path []string, v reflect.Value) {
-		out = append(out, Setting{Path: strings.Join(path, "."), Env: envName(path), Type: typeName(v.Type())})
+		out = append(out, Setting{Path: strings.Join(path, "."), Env: envName(path), Type: typeName(v.Type()), Default: envValue(v)})
 	})
 	return out
 }
@@ -185,4 +186,33 @@ func setFromString(v reflect.Value, raw string) error {
 		return fmt.Errorf("settings of kind %s cannot be set from the environment", v.Kind())
 	}
 	return nil
+}
+
+// envValue writes a setting's value the way its environment variable takes it.
+func envValue(v reflect.Value) string {
+	switch {
+	case v.Type() == durationType:
+		return time.Duration(v.Int()).String()
+	case v.Type() == timeType:
+		if t := v.Interface().(time.Time); !t.IsZero() {
+			return t.Format(time.RFC3339)
+		}
+		return ""
+	}
+	switch v.Kind() {
+	case reflect.Slice:
+		items := make([]string, v.Len())
+		for i := range items {
+			items[i] = fmt.Sprint(v.Index(i).Interface())
+		}
+		return strings.Join(items, ",")
+	case reflect.Map:
+		var items []string
+		for _, k := range v.MapKeys() {
+			items = append(items, fmt.Sprintf("%v=%v", k.Interface(), v.MapIndex(k).Interface()))
+		}
+		sort.Strings(items)
+		return strings.Join(items, ",")
+	}
+	return fmt.Sprint(v.Interface())
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -27,11 +28,22 @@ func (c Config) Redacted() Config {
 		}
 		out.Node.ExtraHeaders = h
 	}
-	if u, err := url.Parse(c.Node.URL); err == nil && u.User != nil {
-		u.User = url.User(redacted)
-		out.Node.URL = u.String()
-	}
+	out.Node.URL = redactURL(c.Node.URL)
 	return out
+}
+
+// redactURL replaces the user info of a URL, if any: scheme://<redacted>@host/path.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	u.User = nil
+	s := u.String()
+	if i := strings.Index(s, "://"); i >= 0 {
+		return s[:i+3] + redacted + "@" + s[i+3:]
+	}
+	return redacted + "@" + s
 }
 
 // YAML renders the configuration, secrets redacted.

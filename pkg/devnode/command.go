@@ -13,6 +13,14 @@ import (
 // shutdownGrace bounds the graceful shutdown once ctx is cancelled.
 const shutdownGrace = 5 * time.Second
 
+// ErrUsage marks the command-line mistakes RunCommand reports (bad flags or
+// arguments), so that callers can exit with a usage status.
+var ErrUsage = errors.New("devnode usage")
+
+// ErrFlagParse is the ErrUsage of a flag the flag package rejected: it has
+// already printed the mistake and the usage on stderr.
+var ErrFlagParse = fmt.Errorf("%w: bad flag", ErrUsage)
+
 // RunCommand implements `apigw-connector devnode`: it serves a node stand-in on
 // --listen until ctx is cancelled, then shuts down gracefully. It prints the bound
 // address on stdout and logs on stderr. -h returns flag.ErrHelp.
@@ -41,15 +49,18 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	logFormat := fs.String("log-format", "text", "log format: json or text")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", ErrFlagParse, err)
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("devnode takes no arguments, got %q: pass settings as flags (see -h)", fs.Args())
+		return fmt.Errorf("%w: takes no arguments, got %q: pass settings as flags", ErrUsage, fs.Args())
 	}
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("--log-level must be debug, info, warn or error, got %q", *logLevel)
+		return fmt.Errorf("%w: --log-level must be debug, info, warn or error, got %q", ErrUsage, *logLevel)
 	}
 	hopts := &slog.HandlerOptions{Level: level}
 	var log *slog.Logger
@@ -59,7 +70,7 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	case "text":
 		log = slog.New(slog.NewTextHandler(stderr, hopts))
 	default:
-		return fmt.Errorf("--log-format must be json or text, got %q", *logFormat)
+		return fmt.Errorf("%w: --log-format must be json or text, got %q", ErrUsage, *logFormat)
 	}
 
 	o := d
@@ -71,10 +82,10 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		ConnectorType: *hType, ConnectorVersion: *hVersion, ResponseCode: *hCode,
 	}
 	if *pendingTTL <= 0 {
-		return fmt.Errorf("--pending-ttl must be positive, got %s", *pendingTTL)
+		return fmt.Errorf("%w: --pending-ttl must be positive, got %s", ErrUsage, *pendingTTL)
 	}
 	if err := o.Validate(); err != nil {
-		return fmt.Errorf("check devnode flags: %w", err)
+		return fmt.Errorf("%w: check devnode flags: %v", ErrUsage, err)
 	}
 
 	s := New(o, nil, log)

@@ -100,6 +100,10 @@ func TestRunCommandRejectsBadFlags(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
 			}
+			// Command-line mistakes are usage errors (exit 2); a failed start is not.
+			if usage := !strings.HasPrefix(tc.wantErr, "start"); errors.Is(err, ErrUsage) != usage {
+				t.Fatalf("errors.Is(%v, ErrUsage) = %v, want %v", err, !usage, usage)
+			}
 		})
 	}
 	var out, errOut bytes.Buffer

@@ -55,12 +55,13 @@ type Client struct {
 	tr     *http.Transport
 	dialer *net.Dialer
 
-	scheme    string
-	dialHost  string // host:port of node.url, as given
-	dialAddr  string // host:port with the scheme's default port, for the TCP probe
-	nodeHost  string // Host header in host_mode node, and the fallback for calls without a host
-	basePath  string // escaped url path + path prefix, no trailing slash
-	healthURL *url.URL
+	scheme     string
+	dialHost   string // host:port of node.url, as given
+	dialAddr   string // host:port with the scheme's default port, for the TCP probe
+	nodeHost   string // Host header in host_mode node, and the fallback for calls without a host
+	basePath   string // escaped url path + path prefix, no trailing slash
+	healthURL  *url.URL
+	healthText string
 
 	// Canonical header names and the headers every message carries.
 	hRequestID, hForwardedHost, hForwardedFor, hResponseCode string
@@ -117,7 +118,9 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Client, erro
 	}
 	c.basePath = base
 	if cfg.HealthPath != "" {
-		c.healthURL = &url.URL{Scheme: u.Scheme, Host: u.Host, Opaque: strings.TrimRight(u.EscapedPath(), "/") + escapePath(cfg.HealthPath)}
+		p := strings.TrimRight(u.EscapedPath(), "/") + escapePath(cfg.HealthPath)
+		c.healthURL = &url.URL{Scheme: u.Scheme, Host: u.Host, Opaque: p}
+		c.healthText = u.Scheme + "://" + u.Host + p // an Opaque URL prints without its host
 	}
 
 	c.static[textproto.CanonicalMIMEHeaderKey(cfg.Headers.ConnectorType)] = []string{cfg.ConnectorType}
@@ -506,11 +509,11 @@ func (c *Client) probe(ctx context.Context) error {
 	}).WithContext(ctx)
 	resp, err := c.tr.RoundTrip(req)
 	if err != nil {
-		return fmt.Errorf("probe node health %s: %w", c.healthURL, err)
+		return fmt.Errorf("probe node health %s: %w", c.healthText, err)
 	}
 	drainClose(resp)
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("probe node health %s: status %d: %w", c.healthURL, resp.StatusCode, ErrNotReady)
+		return fmt.Errorf("probe node health %s: status %d: %w", c.healthText, resp.StatusCode, ErrNotReady)
 	}
 	return nil
 }

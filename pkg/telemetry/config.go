@@ -12,7 +12,8 @@ import (
 
 // MetricsConfig is the `metrics:` section.
 type MetricsConfig struct {
-	// Addr is the dedicated listener for /metrics, /healthz and /readyz. Empty disables it.
+	// Addr is the dedicated listener for /metrics, /healthz and /readyz. Empty
+	// disables it (config.Load maps "off" to empty: the environment's way to say it).
 	Addr string `yaml:"addr"`
 }
 
@@ -55,7 +56,7 @@ func (c LogConfig) Validate() error {
 		return fmt.Errorf("log.format %q is unknown: set log.format (env APIGW_CONNECTOR_LOG_FORMAT) to json or text", c.Format)
 	}
 	if c.RepeatInterval < 0 {
-		return fmt.Errorf("log.repeat_interval must not be negative, got %s: set log.repeat_interval to e.g. 10s (0 disables rate limiting)", c.RepeatInterval)
+		return fmt.Errorf("log.repeat_interval must not be negative, got %s: set log.repeat_interval (env APIGW_CONNECTOR_LOG_REPEAT_INTERVAL) to e.g. 10s (0 disables rate limiting)", c.RepeatInterval)
 	}
 	return nil
 }

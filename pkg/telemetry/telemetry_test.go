@@ -119,3 +119,20 @@ func TestServerEndpoints(t *testing.T) {
 		t.Fatalf("metrics %d:\n%s", code, body)
 	}
 }
+
+func TestConfigMessagesNameTheVariable(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{LogConfig{Level: "info", Format: "json", RepeatInterval: -time.Second}.Validate(), "APIGW_CONNECTOR_LOG_REPEAT_INTERVAL"},
+		{LogConfig{Level: "loud", Format: "json"}.Validate(), "APIGW_CONNECTOR_LOG_LEVEL"},
+		{LogConfig{Level: "info", Format: "xml"}.Validate(), "APIGW_CONNECTOR_LOG_FORMAT"},
+		{MetricsConfig{Addr: "9102"}.Validate(), "APIGW_CONNECTOR_METRICS_ADDR"},
+	} {
+		if tc.err == nil || !strings.Contains(tc.err.Error(), tc.want) {
+			t.Errorf("error %v does not name %s", tc.err, tc.want)
+		}
+	}
+}
