@@ -51,20 +51,30 @@ func envName(path []string) string {
 	return EnvPrefix + strings.ToUpper(strings.Join(path, "_"))
 }
 
+// yamlName is the key a struct field has in the YAML file; false for
+// fields that are not settings.
+func yamlName(f reflect.StructField) (string, bool) {
+	if !f.IsExported() {
+		return "", false
+	}
+	name := strings.Split(f.Tag.Get("yaml"), ",")[0]
+	switch name {
+	case "-":
+		return "", false
+	case "":
+		return strings.ToLower(f.Name), true
+	}
+	return name, true
+}
+
 // walk calls leaf for every settable leaf under v, with its YAML path.
 func walk(v reflect.Value, path []string, leaf func(path []string, v reflect.Value)) {
 	t := v.Type()
 	for i := range t.NumField() {
 		f := t.Field(i)
-		if !f.IsExported() {
+		name, ok := yamlName(f)
+		if !ok {
 			continue
-		}
-		name := strings.Split(f.Tag.Get("yaml"), ",")[0]
-		if name == "-" {
-			continue
-		}
-		if name == "" {
-			name = strings.ToLower(f.Name)
 		}
 		fv := v.Field(i)
 		p := append(append([]string(nil), path...), name)

@@ -69,17 +69,7 @@ func isSection(t reflect.Type) bool { return t.Kind() == reflect.Struct && t != 
 func fieldByYAMLName(t reflect.Type, key string) (reflect.StructField, bool) {
 	for i := range t.NumField() {
 		f := t.Field(i)
-		if !f.IsExported() {
-			continue
-		}
-		name := strings.Split(f.Tag.Get("yaml"), ",")[0]
-		if name == "-" {
-			continue
-		}
-		if name == "" {
-			name = strings.ToLower(f.Name)
-		}
-		if name == key {
+		if name, ok := yamlName(f); ok && name == key {
 			return f, true
 		}
 	}
@@ -90,8 +80,7 @@ func fieldByYAMLName(t reflect.Type, key string) (reflect.StructField, bool) {
 func known(t reflect.Type) string {
 	var names []string
 	for i := range t.NumField() {
-		f := t.Field(i)
-		if name := strings.Split(f.Tag.Get("yaml"), ",")[0]; f.IsExported() && name != "-" && name != "" {
+		if name, ok := yamlName(t.Field(i)); ok {
 			names = append(names, name)
 		}
 	}
