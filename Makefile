@@ -50,3 +50,9 @@ RATE     ?= 200
 .PHONY: demo
 demo:
 	$(GO) run ./cmd/apigw-demo --duration '$(DURATION)' --rate '$(RATE)'
+
+# One real worker draining a pre-filled 4- and 16-shard stream on the
+# emulators (calls/s, CPU per million calls, peak RSS) and the failover time.
+.PHONY: bench-drain
+bench-drain:
+	scripts/bench-drain.sh
