@@ -48,26 +48,19 @@ func startNamed(t testing.TB, name string) string {
 		t.Fatalf("testenv: %v", err)
 	}
 	ensureInstalled(t, entry)
-	return start(t, name, func(port, spare int) *exec.Cmd {
-		cmd, err := emulator.Command(root, name, port, spare)
-		if err != nil {
-			t.Fatalf("testenv: %v", err)
-		}
-		return cmd
-	})
-}
-
-// start launches the emulator built by mk on free ports, retrying when
-// another process grabbed the port between picking and binding.
-func start(t testing.TB, name string, mk func(port, spare int) *exec.Cmd) string {
-	t.Helper()
+	// Free ports are picked, then bound by the emulator: retry when another
+	// process grabbed one in between.
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		ports, err := emulator.FreePorts(2)
 		if err != nil {
 			t.Fatalf("testenv: pick ports for %s: %v", name, err)
 		}
-		endpoint, err := launch(t, name, mk(ports[0], ports[1]), ports[0])
+		cmd, err := emulator.Command(root, name, ports[0], ports[1])
+		if err != nil {
+			t.Fatalf("testenv: %v", err)
+		}
+		endpoint, err := launch(t, name, cmd, ports[0])
 		if err == nil {
 			return endpoint
 		}
@@ -88,7 +81,7 @@ func launch(t testing.TB, name string, cmd *exec.Cmd, port int) (string, error) 
 	}
 	// A file, not a buffer: no copier goroutines for goleak to find.
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	setProcessGroup(cmd)
+	emulator.SetProcessGroup(cmd)
 	// Pdeathsig fires when the OS thread that started the child exits, not
 	// the process: the Go runtime may retire threads, which killed emulators
 	// mid-test. Start and wait on one goroutine locked to its thread, so the
@@ -111,7 +104,8 @@ func launch(t testing.TB, name string, cmd *exec.Cmd, port int) (string, error) 
 		return "", fmt.Errorf("run %s (is node installed?): %w", cmd.Path, err)
 	}
 	stop := func() {
-		killProcessGroup(cmd)
+		emulator.KillProcessGroup(cmd, true)
+		_ = cmd.Process.Kill()
 		<-exited
 		logFile.Close()
 	}

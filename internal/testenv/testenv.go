@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/wallarm/apigw-connector/internal/emulator"
 )
@@ -85,5 +86,21 @@ func ensureInstalled(t testing.TB, need string) {
 	}
 	if _, err := os.Stat(need); err != nil {
 		t.Fatalf("testenv: %s still missing after %s:\n%s", need, script, out.String())
+	}
+}
+
+// Eventually polls cond every poll until it holds, and returns how long that
+// took; it fails the test once timeout has passed.
+func Eventually(t testing.TB, timeout, poll time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		if cond() {
+			return time.Since(start)
+		}
+		if time.Since(start) > timeout {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(poll)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -204,15 +205,16 @@ func (c *Coordinator) releaseAll(ctx context.Context) {
 	// for them to expire.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	c.mu.Lock()
-	held := make([]*heldLease, 0, len(c.held))
-	for _, hl := range c.held {
-		held = append(held, hl)
-	}
-	c.mu.Unlock()
-	for _, hl := range held {
+	for _, hl := range c.heldNow() {
 		c.release(rctx, hl, "shutdown")
 	}
+}
+
+// heldNow returns the leases held at this moment, for work done outside c.mu.
+func (c *Coordinator) heldNow() []*heldLease {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Collect(maps.Values(c.held))
 }
 
 // release clears our ownership; afterwards the handle never writes.
@@ -318,13 +320,7 @@ func (c *Coordinator) renewLoop(ctx context.Context) {
 }
 
 func (c *Coordinator) renewAll(ctx context.Context) {
-	c.mu.Lock()
-	held := make([]*heldLease, 0, len(c.held))
-	for _, hl := range c.held {
-		held = append(held, hl)
-	}
-	c.mu.Unlock()
-	for _, hl := range held {
+	for _, hl := range c.heldNow() {
 		if ctx.Err() != nil {
 			return
 		}
@@ -755,15 +751,7 @@ func parentsFirst(shards []Shard) []Shard {
 		byID[s.ID] = s
 	}
 	sorted := slices.Clone(shards)
-	slices.SortFunc(sorted, func(a, b Shard) int {
-		if a.ID < b.ID {
-			return -1
-		}
-		if a.ID > b.ID {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(sorted, func(a, b Shard) int { return strings.Compare(a.ID, b.ID) })
 	out := make([]Shard, 0, len(shards))
 	done := map[string]bool{}
 	var visit func(s Shard)

@@ -47,7 +47,6 @@ func dynamo(t *testing.T) *dynamodb.Client {
 type lister struct {
 	mu     sync.Mutex
 	shards []Shard
-	calls  int
 }
 
 func newLister(shards ...Shard) *lister { return &lister{shards: shards} }
@@ -55,7 +54,6 @@ func newLister(shards ...Shard) *lister { return &lister{shards: shards} }
 func (l *lister) ListShards(context.Context) ([]Shard, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.calls++
 	return slices.Clone(l.shards), nil
 }
 
@@ -184,19 +182,10 @@ func startWorker(t *testing.T, db DynamoDBAPI, ls ShardLister, rec *recorder, cf
 	return &worker{c: c, reg: reg, rec: rec, cancel: cancel}
 }
 
-// eventually polls cond until true or timeout; returns the time it took.
+// eventually polls cond every 20ms until true or timeout; returns the time it took.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
-	start := time.Now()
-	for {
-		if cond() {
-			return time.Since(start)
-		}
-		if time.Since(start) > timeout {
-			t.Fatalf("not within %s: %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return testenv.Eventually(t, timeout, 20*time.Millisecond, what, cond)
 }
 
 // loadItems reads DynamoDB-JSON items (as `aws dynamodb scan` prints them).

@@ -73,12 +73,7 @@ func (a *ageCollector) Collect(ch chan<- prometheus.Metric) {
 // CheckpointAges returns, per held lease, the time since its last checkpoint
 // write by this worker (since acquisition when none yet).
 func (c *Coordinator) CheckpointAges() map[string]time.Duration {
-	c.mu.Lock()
-	held := make([]*heldLease, 0, len(c.held))
-	for _, h := range c.held {
-		held = append(held, h)
-	}
-	c.mu.Unlock()
+	held := c.heldNow()
 	out := make(map[string]time.Duration, len(held))
 	for _, h := range held {
 		h.mu.Lock()

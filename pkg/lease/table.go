@@ -191,17 +191,9 @@ func ownerCond(counter int64, owner string) (string, map[string]types.AttributeV
 	}
 }
 
+// renew bumps the counter, proving to other workers that the holder is alive.
 func (t table) renew(ctx context.Context, key string, counter int64, owner string) error {
-	cond, vals := ownerCond(counter, owner)
-	_, err := t.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                 aws.String(t.name),
-		Key:                       keyOf(key),
-		UpdateExpression:          aws.String("SET #c = #c + :one"),
-		ConditionExpression:       aws.String(cond),
-		ExpressionAttributeNames:  map[string]string{"#c": attrCounter, "#o": attrOwner},
-		ExpressionAttributeValues: vals,
-	})
-	return err
+	return t.holderUpdate(ctx, key, counter, owner, "SET #c = #c + :one")
 }
 
 // checkpoint writes a checkpoint (and children at SHARD_END), resets the
@@ -234,11 +226,17 @@ func (t table) checkpoint(ctx context.Context, key string, counter int64, owner,
 
 // release clears the owner so any worker may take the lease at once.
 func (t table) release(ctx context.Context, key string, counter int64, owner string) error {
+	return t.holderUpdate(ctx, key, counter, owner, "SET #c = #c + :one REMOVE #o")
+}
+
+// holderUpdate applies update (over the counter and owner attributes only)
+// under the holder's condition.
+func (t table) holderUpdate(ctx context.Context, key string, counter int64, owner, update string) error {
 	cond, vals := ownerCond(counter, owner)
 	_, err := t.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(t.name),
 		Key:                       keyOf(key),
-		UpdateExpression:          aws.String("SET #c = #c + :one REMOVE #o"),
+		UpdateExpression:          aws.String(update),
 		ConditionExpression:       aws.String(cond),
 		ExpressionAttributeNames:  map[string]string{"#c": attrCounter, "#o": attrOwner},
 		ExpressionAttributeValues: vals,

@@ -5,13 +5,15 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/wallarm/apigw-connector/pkg/lease"
 )
 
-// Initial positions a new lease may start from (the KCL's names).
+// Initial positions a new lease may start from (the KCL's names, as pkg/lease writes them).
 const (
-	PositionTrimHorizon = "TRIM_HORIZON"
-	PositionLatest      = "LATEST"
-	PositionAtTimestamp = "AT_TIMESTAMP"
+	PositionTrimHorizon = lease.TrimHorizon
+	PositionLatest      = lease.Latest
+	PositionAtTimestamp = lease.AtTimestamp
 )
 
 // Limits Kinesis imposes per shard; see aws-formats.md §3.

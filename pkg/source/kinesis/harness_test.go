@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/big"
 	"os"
-	"sort"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,7 @@ import (
 	"github.com/wallarm/apigw-connector/internal/testenv"
 	"github.com/wallarm/apigw-connector/pkg/accesslog"
 	"github.com/wallarm/apigw-connector/pkg/cwlogs"
+	"github.com/wallarm/apigw-connector/pkg/lease"
 	"github.com/wallarm/apigw-connector/pkg/pipeline"
 	"github.com/wallarm/apigw-connector/pkg/traffic"
 )
@@ -305,18 +307,16 @@ func (e *env) putRecords(recs []traffic.Record) {
 		recs = recs[len(chunk):]
 		entries := make([]kinesisPutEntry, len(chunk))
 		for i, r := range chunk {
-			entries[i] = kinesisPutEntry{data: r.Data, key: strconv.FormatInt(e.partKeys.Add(1)*7919, 36)}
+			entries[i] = kinesisPutEntry{data: r.Data, key: e.partitionKey()}
 		}
 		res := e.put(ctx, entries)
 		e.sent.mu.Lock()
 		for i, r := range chunk {
 			for _, c := range r.Calls {
 				e.sent.ids = append(e.sent.ids, c.RequestID)
-				e.sent.where[c.RequestID] = placed{shard: res[i].shard, seq: res[i].seq}
+				e.sent.where[c.RequestID] = res[i]
 			}
-			if seqLess(e.sent.last[res[i].shard], res[i].seq) {
-				e.sent.last[res[i].shard] = res[i].seq
-			}
+			e.sent.noteLastLocked(res[i])
 		}
 		e.sent.mu.Unlock()
 	}
@@ -325,6 +325,16 @@ func (e *env) putRecords(recs []traffic.Record) {
 type kinesisPutEntry struct {
 	data []byte
 	key  string
+}
+
+// partitionKey returns a new partition key; successive keys spread over the hash-key range.
+func (e *env) partitionKey() string { return strconv.FormatInt(e.partKeys.Add(1)*7919, 36) }
+
+// noteLastLocked raises the last sequence number sent to p's shard to p's.
+func (s *sent) noteLastLocked(p placed) {
+	if seqLess(s.last[p.shard], p.seq) {
+		s.last[p.shard] = p.seq
+	}
 }
 
 // put writes entries with PutRecords, retrying the failed ones, and returns where each landed.
@@ -341,7 +351,7 @@ func (e *env) put(ctx context.Context, entries []kinesisPutEntry) []placed {
 		}
 		in := &kinesis.PutRecordsInput{StreamName: aws.String(e.stream)}
 		for _, i := range todo {
-			in.Records = append(in.Records, kinesistypesPutEntry(entries[i].data, entries[i].key))
+			in.Records = append(in.Records, ktypes.PutRecordsRequestEntry{Data: entries[i].data, PartitionKey: aws.String(entries[i].key)})
 		}
 		res, err := e.kc.PutRecords(ctx, in)
 		if err != nil {
@@ -368,11 +378,9 @@ func (e *env) put(ctx context.Context, entries []kinesisPutEntry) []placed {
 func (e *env) putRaw(data []byte) placed {
 	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
 	defer cancel()
-	p := e.put(ctx, []kinesisPutEntry{{data: data, key: strconv.FormatInt(e.partKeys.Add(1)*7919, 36)}})[0]
+	p := e.put(ctx, []kinesisPutEntry{{data: data, key: e.partitionKey()}})[0]
 	e.sent.mu.Lock()
-	if seqLess(e.sent.last[p.shard], p.seq) {
-		e.sent.last[p.shard] = p.seq
-	}
+	e.sent.noteLastLocked(p)
 	e.sent.mu.Unlock()
 	return p
 }
@@ -441,7 +449,7 @@ func str(v ddbtypes.AttributeValue) string {
 func owners(ls map[string]leaseRow) map[string]int {
 	out := map[string]int{}
 	for _, l := range ls {
-		if l.checkpoint != checkpointShardEnd && l.owner != "" {
+		if l.checkpoint != lease.ShardEnd && l.owner != "" {
 			out[l.owner]++
 		}
 	}
@@ -451,16 +459,7 @@ func owners(ls map[string]leaseRow) map[string]int {
 // eventually polls cond every 50ms until it holds or d passes.
 func eventually(t testing.TB, d time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
-	start := time.Now()
-	for {
-		if cond() {
-			return time.Since(start)
-		}
-		if time.Since(start) > d {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return testenv.Eventually(t, d, 50*time.Millisecond, what, cond)
 }
 
 // waitDelivered waits until every sent id was delivered and reports duplicates.
@@ -490,33 +489,21 @@ func (e *env) waitCheckpointsAtEnd(d time.Duration) {
 	t := e.t
 	t.Helper()
 	e.sent.mu.Lock()
-	last := make(map[string]string, len(e.sent.last))
-	for k, v := range e.sent.last {
-		last[k] = v
-	}
+	last := maps.Clone(e.sent.last)
 	e.sent.mu.Unlock()
 	var ls map[string]leaseRow
 	eventually(t, d, "checkpoints at the last sequence numbers", func() bool {
 		ls = e.leases()
 		for shard, seq := range last {
-			if cp := ls[shard].checkpoint; cp != seq && cp != checkpointShardEnd {
+			if cp := ls[shard].checkpoint; cp != seq && cp != lease.ShardEnd {
 				return false
 			}
 		}
 		return true
 	})
-	keys := make([]string, 0, len(last))
-	for k := range last {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(last)) {
 		t.Logf("shard %s checkpoint %s", k, ls[k].checkpoint)
 	}
-}
-
-func kinesistypesPutEntry(data []byte, key string) ktypes.PutRecordsRequestEntry {
-	return ktypes.PutRecordsRequestEntry{Data: data, PartitionKey: aws.String(key)}
 }
 
 func newParser(t testing.TB) *accesslog.Parser {

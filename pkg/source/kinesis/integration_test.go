@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/wallarm/apigw-connector/internal/testenv"
+	"github.com/wallarm/apigw-connector/pkg/lease"
 )
 
 // nodeOutage is how long the node is down in TestWorkers/node_outage.
@@ -191,10 +193,7 @@ func TestWorkers(t *testing.T) {
 		late := e.gen.Records(10, 5, 5)
 		e.putRecords(early)
 		e.sent.mu.Lock()
-		checkpoints := make(map[string]string, len(e.sent.last))
-		for k, v := range e.sent.last {
-			checkpoints[k] = v
-		}
+		checkpoints := maps.Clone(e.sent.last)
 		earlyIDs := append([]string(nil), e.sent.ids...)
 		e.sent.ids = nil
 		e.sent.mu.Unlock()
@@ -363,7 +362,7 @@ func TestResharding(t *testing.T) {
 	ls := e.leases()
 	for _, s := range all {
 		id := aws.ToString(s.ShardId)
-		if s.SequenceNumberRange.EndingSequenceNumber != nil && ls[id].checkpoint != checkpointShardEnd {
+		if s.SequenceNumberRange.EndingSequenceNumber != nil && ls[id].checkpoint != lease.ShardEnd {
 			t.Errorf("closed parent %s has checkpoint %q, want SHARD_END", id, ls[id].checkpoint)
 		}
 	}

@@ -17,11 +17,6 @@ import (
 	"github.com/wallarm/apigw-connector/pkg/pipeline"
 )
 
-// Checkpoint values the KCL writes instead of a sequence number.
-const (
-	checkpointShardEnd = "SHARD_END"
-)
-
 const (
 	maxBackoff        = 10 * time.Second
 	checkpointTimeout = 10 * time.Second
@@ -104,7 +99,7 @@ func (r *shardRun) markLost() {
 func (r *shardRun) run(ctx context.Context) {
 	defer r.d.m.forgetShard(r.shard)
 	startSeq, _ := r.h.Checkpoint()
-	if startSeq == checkpointShardEnd {
+	if startSeq == lease.ShardEnd {
 		return // already finished; the lease layer hands it out only by mistake
 	}
 	r.cp = newCheckpointer(startSeq)

@@ -72,13 +72,14 @@ func New(cfg Config, awsCfg aws.Config, sub Submitter, reg prometheus.Registerer
 	return s, nil
 }
 
+// leaseConfig leaves RenewInterval to pkg/lease's default, FailoverTime/3 as in the KCL: three
+// chances to renew before expiry.
 func (s *Source) leaseConfig() lease.Config {
 	c := s.cfg
 	return lease.Config{
 		TableName:          c.ApplicationName,
 		WorkerID:           c.WorkerID,
 		FailoverTime:       c.FailoverTime,
-		RenewInterval:      c.FailoverTime / 3, // as the KCL: three chances to renew before expiry
 		MaxLeasesPerWorker: c.MaxLeasesPerWorker,
 		MaxLeasesToSteal:   c.MaxLeasesToSteal,
 		ShardSyncInterval:  c.ShardSyncInterval,

@@ -1,0 +1,15 @@
+//go:build !unix
+
+package emulator
+
+import "os/exec"
+
+// SetProcessGroup does nothing where there are no Unix process groups.
+func SetProcessGroup(*exec.Cmd) {}
+
+// KillProcessGroup kills the process itself where there are no Unix process groups.
+func KillProcessGroup(cmd *exec.Cmd, _ bool) {
+	if cmd.Process != nil {
+		_ = cmd.Process.Kill()
+	}
+}

@@ -1,0 +1,31 @@
+//go:build unix
+
+package emulator
+
+import (
+	"os/exec"
+	"syscall"
+)
+
+// SetProcessGroup gives cmd's process its own process group, so that
+// KillProcessGroup also stops whatever it forks (node, its workers).
+func SetProcessGroup(cmd *exec.Cmd) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	setParentDeathSignal(cmd.SysProcAttr)
+}
+
+// KillProcessGroup signals the whole process group of a command started
+// after SetProcessGroup: SIGKILL when hard, else SIGTERM.
+func KillProcessGroup(cmd *exec.Cmd, hard bool) {
+	if cmd.Process == nil {
+		return
+	}
+	sig := syscall.SIGTERM
+	if hard {
+		sig = syscall.SIGKILL
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, sig)
+}
