@@ -15,11 +15,9 @@ import (
 	awslambda "github.com/aws/aws-lambda-go/lambda"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/wallarm/apigw-connector/pkg/accesslog"
+	"github.com/wallarm/apigw-connector/internal/app"
 	"github.com/wallarm/apigw-connector/pkg/config"
-	"github.com/wallarm/apigw-connector/pkg/cwlogs"
 	"github.com/wallarm/apigw-connector/pkg/node"
-	"github.com/wallarm/apigw-connector/pkg/pipeline"
 	"github.com/wallarm/apigw-connector/pkg/source/firehose"
 	"github.com/wallarm/apigw-connector/pkg/source/lambda"
 	"github.com/wallarm/apigw-connector/pkg/telemetry"
@@ -59,25 +57,17 @@ func setup() (*lambda.Handler, error) {
 	}
 	log := telemetry.NewLogger(cfg.Log, os.Stdout).With("version", version)
 	// Components take a registerer; the function serves no metrics endpoint.
-	reg := prometheus.NewRegistry()
-	fwd, err := node.New(cfg.Node, reg, log)
+	core, err := app.NewCore(cfg, prometheus.NewRegistry(), log)
 	if err != nil {
-		return nil, fmt.Errorf("create node client: %w", err)
-	}
-	parser, err := accesslog.NewParser(cfg.AccessLog.Fields)
-	if err != nil {
-		return nil, fmt.Errorf("create access-log parser: %w", err)
-	}
-	p, err := pipeline.New(cfg.Pipeline, fwd, cwlogs.NewDecoder(cfg.DecoderOptions()), parser, reg, log)
-	if err != nil {
-		return nil, fmt.Errorf("create pipeline: %w", err)
+		return nil, err
 	}
 	// The pipeline lives as long as the execution environment; Lambda freezes
 	// it between invocations, and every invocation waits for its own calls.
-	if err := p.Start(context.Background()); err != nil {
+	// No health probe: nothing reads readiness here.
+	if err := core.Start(context.Background(), false); err != nil {
 		return nil, fmt.Errorf("start pipeline: %w", err)
 	}
-	h := lambda.NewHandler(p, log)
+	h := lambda.NewHandler(core.Pipeline, log)
 	h.Dedup = firehose.NewIDSet(dedupCallIDs)
 	log.Info("apigw-connector-lambda ready", "commit", commit, "node_url", cfg.Redacted().Node.URL)
 	return h, nil

@@ -19,6 +19,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/wallarm/apigw-connector/internal/testenv"
 	"github.com/wallarm/apigw-connector/pkg/devnode"
 	"github.com/wallarm/apigw-connector/pkg/traffic"
 )
@@ -152,12 +153,7 @@ func TestBootstrapServesEvents(t *testing.T) {
 	if got := api.answers["inv-2"]; got != `response: {"batchItemFailures":[]}` {
 		t.Errorf("Kinesis event answer %q, want an empty batchItemFailures", got)
 	}
-	ids := node.DeliveredIDs()
-	for _, c := range calls {
-		if ids[c.RequestID] != 1 {
-			t.Fatalf("call %s reached the node %d times, want 1", c.RequestID, ids[c.RequestID])
-		}
-	}
+	testenv.AssertDeliveredOnce(t, node, calls)
 	summaries := 0
 	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
 		var m map[string]any

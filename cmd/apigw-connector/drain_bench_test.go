@@ -673,11 +673,7 @@ func leaseOwners(ctx context.Context, ddb *dynamodb.Client, table string) map[st
 	in := &dynamodb.ScanInput{TableName: aws.String(table), ConsistentRead: aws.Bool(true)}
 	for {
 		page, err := ddb.Scan(ctx, in)
-		var nf *dtypes.ResourceNotFoundException
-		if errors.As(err, &nf) {
-			return out
-		}
-		if err != nil {
+		if err != nil { // no table yet, or a failed scan: what was read so far
 			return out
 		}
 		for _, it := range page.Items {

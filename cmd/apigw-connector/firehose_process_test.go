@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/wallarm/apigw-connector/internal/emulator"
+	"github.com/wallarm/apigw-connector/internal/testenv"
 	"github.com/wallarm/apigw-connector/pkg/devnode"
 	"github.com/wallarm/apigw-connector/pkg/traffic"
 )
@@ -80,12 +81,7 @@ func TestRunFirehoseEndToEnd(t *testing.T) {
 		t.Fatalf("ack %d %s", resp.StatusCode, ack)
 	}
 	// The ack came after delivery: every call is at the node already.
-	ids := dn.DeliveredIDs()
-	for _, c := range calls {
-		if ids[c.RequestID] != 1 {
-			t.Fatalf("call %s acked but delivered %d times", c.RequestID, ids[c.RequestID])
-		}
-	}
+	testenv.AssertDeliveredOnce(t, dn, calls)
 	m := get(t, "http://"+metrics+"/metrics")
 	for _, want := range []string{"apigw_connector_firehose_deliveries_total", `apigw_connector_pipeline_calls_total{result="delivered"} 30`, "apigw_connector_node_"} {
 		if !strings.Contains(m, want) {

@@ -78,22 +78,12 @@ kinesis:
 	waitAll := func(d time.Duration) (dups int) {
 		deadline := time.Now().Add(d)
 		for {
-			got := dn.DeliveredIDs()
-			missing := 0
-			dups = 0
-			for _, id := range ids {
-				switch n := got[id]; {
-				case n == 0:
-					missing++
-				case n > 1:
-					dups++
-				}
-			}
-			if missing == 0 {
-				return dups
+			missing, repeated := dn.CheckDelivered(ids)
+			if len(missing) == 0 {
+				return len(repeated)
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%d of %d calls never reached the node", missing, len(ids))
+				t.Fatalf("%d of %d calls never reached the node", len(missing), len(ids))
 			}
 			time.Sleep(100 * time.Millisecond)
 		}

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wallarm/apigw-connector/internal/testenv"
 	"github.com/wallarm/apigw-connector/pkg/devnode"
 	"github.com/wallarm/apigw-connector/pkg/traffic"
 )
@@ -124,23 +125,6 @@ func runCmd(t *testing.T, args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
-func assertDeliveredOnce(t *testing.T, dn *devnode.Server, ids []string) {
-	t.Helper()
-	got := dn.DeliveredIDs()
-	missing, dups := 0, 0
-	for _, id := range ids {
-		switch n := got[id]; {
-		case n == 0:
-			missing++
-		case n > 1:
-			dups++
-		}
-	}
-	if missing > 0 || dups > 0 {
-		t.Fatalf("%d of %d calls missing at the node, %d delivered more than once", missing, len(ids), dups)
-	}
-}
-
 func TestReplayDeliversEveryCallAsAPair(t *testing.T) {
 	t.Parallel()
 	dn, url := startDevnode(t, devnode.DefaultOptions(), nil)
@@ -149,7 +133,7 @@ func TestReplayDeliversEveryCallAsAPair(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
 	}
-	assertDeliveredOnce(t, dn, ids)
+	testenv.AssertIDsDeliveredOnce(t, dn, ids)
 	if st := dn.Stats(); st.Completed != int64(len(ids)) || len(st.Rejects) != 0 {
 		t.Fatalf("node stats %+v", st)
 	}
@@ -167,7 +151,7 @@ func TestReplayFromStdin(t *testing.T) {
 	if code := run([]string{"replay", "--config", writeConfig(t, url, ""), "-"}, bytes.NewReader(data), &out, &errb); code != 0 {
 		t.Fatalf("exit %d: %s %s", code, out.String(), errb.String())
 	}
-	assertDeliveredOnce(t, dn, ids[len(ids)-10:])
+	testenv.AssertIDsDeliveredOnce(t, dn, ids[len(ids)-10:])
 }
 
 // Events that failed every Lambda attempt reach the failure queue as
@@ -195,7 +179,7 @@ func TestReplayDeliversLambdaFailureQueueRecords(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
 	}
-	assertDeliveredOnce(t, dn, ids)
+	testenv.AssertIDsDeliveredOnce(t, dn, ids)
 }
 
 func TestReplayRidesOutANodeOutage(t *testing.T) {
@@ -214,7 +198,7 @@ func TestReplayRidesOutANodeOutage(t *testing.T) {
 	if time.Since(start) < outage-100*time.Millisecond {
 		t.Fatalf("replay finished during the outage: something was not delivered for real")
 	}
-	assertDeliveredOnce(t, dn, ids[:150])
+	testenv.AssertIDsDeliveredOnce(t, dn, ids[:150])
 	if !strings.Contains(out, "503=") || strings.Contains(out, "retries:         0") {
 		t.Fatalf("retries not counted:\n%s", out)
 	}
@@ -231,7 +215,7 @@ func TestReplayRetriesWhenTheNodeStallsPastTheReplyTimeout(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
 	}
-	assertDeliveredOnce(t, dn, ids[:20])
+	testenv.AssertIDsDeliveredOnce(t, dn, ids[:20])
 	if strings.Contains(out, "retries:         0") {
 		t.Fatalf("stall did not cause retries:\n%s", out)
 	}
@@ -281,7 +265,7 @@ func TestReplayCountsPermanentRejectionsAndDeliversTheRest(t *testing.T) {
 	if !strings.Contains(out, "rejected:        2 (400=1, 415=1)") || !strings.Contains(out, "retries:         0") {
 		t.Fatalf("summary:\n%s", out)
 	}
-	assertDeliveredOnce(t, dn, good)
+	testenv.AssertIDsDeliveredOnce(t, dn, good)
 	if dn.DeliveredIDs()[twice] == 0 {
 		t.Fatal("the first of two lines with one request id was not delivered")
 	}

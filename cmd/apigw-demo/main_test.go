@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +19,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/wallarm/apigw-connector/internal/demo"
+	"github.com/wallarm/apigw-connector/internal/testenv"
+	"github.com/wallarm/apigw-connector/internal/testenv/testkit"
 )
 
 // The demo tests run the real thing: emulators, the built connector (two
@@ -57,7 +58,7 @@ func buildBinaries(t *testing.T) (connector, demoBin string) {
 	t.Helper()
 	connector, demoBin = filepath.Join(binDir, "apigw-connector"), filepath.Join(binDir, "apigw-demo")
 	buildOnce.Do(func() {
-		root := repoRoot(t)
+		root := testenv.RepoRoot(t)
 		for pkg, out := range map[string]string{"./cmd/apigw-connector": connector, "./cmd/apigw-demo": demoBin} {
 			cmd := exec.Command("go", "build", "-o", out, pkg)
 			cmd.Dir = root
@@ -73,48 +74,13 @@ func buildBinaries(t *testing.T) (connector, demoBin string) {
 	return connector, demoBin
 }
 
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		if filepath.Dir(dir) == dir {
-			t.Fatal("no go.mod above the test's folder")
-		}
-		dir = filepath.Dir(dir)
-	}
-}
-
-// syncBuffer collects the demo's output from its goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestDemo runs the demo with 20 s of traffic and checks its verdict: every
 // generated call reached the node, the inventory holds every generated
 // endpoint (devnode folds numeric, UUID and hex ids to {id}) and nothing
 // else, and both workers took part.
 func TestDemo(t *testing.T) {
 	connector, _ := buildBinaries(t)
-	var out syncBuffer
+	var out testkit.SyncBuffer
 	var mu sync.Mutex
 	pids := map[string]int{}
 	o := demo.DefaultOptions()
@@ -184,13 +150,13 @@ var startedRE = regexp.MustCompile(`^demo: started (\S+) \(pid (\d+),`)
 func TestDemoInterruptLeavesNoProcess(t *testing.T) {
 	connector, demoBin := buildBinaries(t)
 	cmd := exec.Command(demoBin, "--duration", "2m", "--connector-bin", connector, "--progress", "1s")
-	cmd.Dir = repoRoot(t)
+	cmd.Dir = testenv.RepoRoot(t)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr syncBuffer
+	var stderr testkit.SyncBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -550,7 +550,7 @@ genLoop:
 	poll := time.NewTicker(250 * time.Millisecond)
 	defer poll.Stop()
 	for {
-		missing = missingIDs(node.DeliveredIDs(), want)
+		missing, _ = node.CheckDelivered(want)
 		if len(missing) == 0 {
 			allAt = time.Now()
 			break
@@ -590,16 +590,6 @@ func readManifest(path string) (*traffic.Manifest, error) {
 		return nil, fmt.Errorf("decode manifest %s: %w", path, err)
 	}
 	return &m, nil
-}
-
-func missingIDs(delivered map[string]int, want []string) []string {
-	var missing []string
-	for _, id := range want {
-		if delivered[id] == 0 {
-			missing = append(missing, id)
-		}
-	}
-	return missing
 }
 
 func (d *run) scrapeWorkers(ctx context.Context, workers []*worker) []workerView {

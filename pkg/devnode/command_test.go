@@ -9,35 +9,18 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/wallarm/apigw-connector/internal/testenv/testkit"
 )
-
-// lockedBuffer collects the command's log output written from its goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func TestRunCommandServesUntilCancelled(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	outR, outW := io.Pipe()
-	var logs lockedBuffer
+	var logs testkit.SyncBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- RunCommand(ctx, []string{"--listen", "127.0.0.1:0", "--fail-for", "1h", "--fail-status", "502", "--log-format", "json"}, outW, &logs)

@@ -68,8 +68,7 @@ type Client struct {
 	static                                                   http.Header
 	staticBytes                                              int // wire size of static
 
-	skipMethods []string
-	statuses    *statusSet
+	statuses *statusSet
 
 	upMu sync.Mutex
 	up   atomic.Bool
@@ -112,13 +111,13 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Client, erro
 	}
 	c.dialAddr = net.JoinHostPort(u.Hostname(), port)
 
-	base := strings.TrimRight(u.EscapedPath(), "/")
+	root := strings.TrimRight(u.EscapedPath(), "/")
+	c.basePath = root
 	if p := strings.TrimRight(cfg.PathPrefix, "/"); p != "" {
-		base += escapePath(p)
+		c.basePath += escapePath(p)
 	}
-	c.basePath = base
 	if cfg.HealthPath != "" {
-		p := strings.TrimRight(u.EscapedPath(), "/") + escapePath(cfg.HealthPath)
+		p := root + escapePath(cfg.HealthPath)
 		c.healthURL = &url.URL{Scheme: u.Scheme, Host: u.Host, Opaque: p}
 		c.healthText = u.Scheme + "://" + u.Host + p // an Opaque URL prints without its host
 	}
@@ -130,9 +129,6 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Client, erro
 	}
 	for k, v := range c.static {
 		c.staticBytes += len(k) + len(v[0]) + 4
-	}
-	for _, m := range cfg.Filters.SkipMethods {
-		c.skipMethods = append(c.skipMethods, strings.ToUpper(m))
 	}
 	if len(cfg.Filters.Statuses) > 0 {
 		c.statuses = new(statusSet)
@@ -212,7 +208,7 @@ func buildTLS(tc TLSConfig) (*tls.Config, error) {
 
 // Filter reports whether the call should be forwarded (node.filters).
 func (c *Client) Filter(call *accesslog.APICall) bool {
-	for _, m := range c.skipMethods {
+	for _, m := range c.cfg.Filters.SkipMethods {
 		if strings.EqualFold(call.Method, m) {
 			return false
 		}

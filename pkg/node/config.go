@@ -302,19 +302,7 @@ func isToken(s string) bool {
 	return true
 }
 
-var tokenChar = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
+var tokenChar = asciiSet("!#$%&'*+-.^_`|~")
 
 // isHeaderValue reports whether s has no control bytes (HTAB allowed).
 func isHeaderValue(s string) bool {

@@ -39,6 +39,17 @@ func testClient(t testing.TB, url string, edit func(*Config)) (*Client, *prometh
 	return c, reg
 }
 
+// closedURL is the URL of a loopback port nothing listens on.
+func closedURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return "http://" + ln.Addr().String()
+}
+
 func sampleCall() *accesslog.APICall {
 	return &accesslog.APICall{
 		RequestID: "c0ffee00-1111-2222-3333-444455556666",

@@ -167,19 +167,7 @@ func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
-var pathChar = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "-._~!$&'()*+,;=:@/" {
-		t[c] = true
-	}
-	return t
-}()
+var pathChar = asciiSet("-._~!$&'()*+,;=:@/")
 
 // validHost reports whether h can be sent as a Host header as is (ASCII host[:port]).
 func validHost(h string) bool {
@@ -194,7 +182,10 @@ func validHost(h string) bool {
 	return true
 }
 
-var hostChar = func() (t [256]bool) {
+var hostChar = asciiSet("!$%&'()*+,-.:;=[]_~")
+
+// asciiSet is the table of the ASCII letters and digits plus the bytes in extra.
+func asciiSet(extra string) (t [256]bool) {
 	for c := '0'; c <= '9'; c++ {
 		t[c] = true
 	}
@@ -202,11 +193,11 @@ var hostChar = func() (t [256]bool) {
 		t[c] = true
 		t[c-'a'+'A'] = true
 	}
-	for _, c := range "!$%&'()*+,-.:;=[]_~" {
-		t[c] = true
+	for i := 0; i < len(extra); i++ {
+		t[extra[i]] = true
 	}
 	return t
-}()
+}
 
 // bareIP returns the call's client address without a port (nodes before 0.22.1
 // mishandle ip:port), or UnknownSourceIP when there is no usable one.

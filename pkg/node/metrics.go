@@ -1,10 +1,6 @@
 package node
 
-import (
-	"strconv"
-
-	"github.com/prometheus/client_golang/prometheus"
-)
+import "github.com/prometheus/client_golang/prometheus"
 
 const (
 	kindRequest  = "request"
@@ -76,5 +72,5 @@ func (m *metrics) countSent(kind string, code int) {
 		}
 		return
 	}
-	m.sent.WithLabelValues(kind, strconv.Itoa(code)).Inc()
+	m.sent.WithLabelValues(kind, statusText(code)).Inc()
 }

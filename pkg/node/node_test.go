@@ -564,13 +564,7 @@ func TestConnectionCloseReplies(t *testing.T) {
 
 func TestConnectionRefusedCountsAndWaits(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
-	c, reg := testClient(t, "http://"+addr, nil)
+	c, reg := testClient(t, closedURL(t), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	if err := c.Deliver(ctx, sampleCall()); !errors.Is(err, context.DeadlineExceeded) {
@@ -592,12 +586,7 @@ func TestProbe(t *testing.T) {
 		}
 	})
 	sick := newRecordingServer(t, func(n int, w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := "http://" + ln.Addr().String()
-	ln.Close()
+	closed := closedURL(t)
 
 	tests := []struct {
 		name         string

@@ -15,15 +15,12 @@ import (
 	"github.com/wallarm/apigw-connector/pkg/devnode"
 )
 
-// A call cut between its two messages by a process that then went away (crash,
-// Lambda retry in another execution environment, a Kinesis lease moved to
-// another worker) is delivered again by a process that never saw the first
-// attempt: its request message is refused as a duplicate request id. The call
-// must still be completed (the response sent), not settled as rejected.
-func TestCallCutInHalfByAnotherProcessIsCompleted(t *testing.T) {
-	t.Parallel()
-	dn := devnode.New(devnode.DefaultOptions(), prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
-	var responsesDown atomic.Bool
+// devnodeRefusingResponses serves a devnode that answers 503 to every
+// response message while the returned flag is set (it starts set).
+func devnodeRefusingResponses(t *testing.T, o devnode.Options) (*devnode.Server, *httptest.Server, *atomic.Bool) {
+	t.Helper()
+	dn := devnode.New(o, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	responsesDown := new(atomic.Bool)
 	responsesDown.Store(true)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("X-Wallarm-Response-Code") != "" && responsesDown.Load() {
@@ -33,6 +30,17 @@ func TestCallCutInHalfByAnotherProcessIsCompleted(t *testing.T) {
 		dn.Handler().ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
+	return dn, srv, responsesDown
+}
+
+// A call cut between its two messages by a process that then went away (crash,
+// Lambda retry in another execution environment, a Kinesis lease moved to
+// another worker) is delivered again by a process that never saw the first
+// attempt: its request message is refused as a duplicate request id. The call
+// must still be completed (the response sent), not settled as rejected.
+func TestCallCutInHalfByAnotherProcessIsCompleted(t *testing.T) {
+	t.Parallel()
+	dn, srv, responsesDown := devnodeRefusingResponses(t, devnode.DefaultOptions())
 
 	call := sampleCall()
 	first, _ := testClient(t, srv.URL, nil)
@@ -61,17 +69,7 @@ func TestCallCutInHalfAfterTheNodeForgotTheRequestIsCompleted(t *testing.T) {
 	t.Parallel()
 	opts := devnode.DefaultOptions()
 	opts.PendingTTL = 100 * time.Millisecond
-	dn := devnode.New(opts, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
-	var responsesDown atomic.Bool
-	responsesDown.Store(true)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("X-Wallarm-Response-Code") != "" && responsesDown.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		dn.Handler().ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
+	dn, srv, responsesDown := devnodeRefusingResponses(t, opts)
 
 	call := sampleCall()
 	c, _ := testClient(t, srv.URL, nil)

@@ -2,18 +2,11 @@ package node
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
 	"log"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,65 +14,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/wallarm/apigw-connector/internal/testenv/testkit"
 )
-
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newTestCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue returns a leaf certificate and its key as PEM.
-func (ca *testCA) issue(t *testing.T, cn string, usage x509.ExtKeyUsage, dns []string, ips []net.IP) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-		DNSNames:     dns,
-		IPAddresses:  ips,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-}
 
 func writeFile(t *testing.T, dir, name string, data []byte) string {
 	t.Helper()
@@ -93,17 +30,17 @@ func writeFile(t *testing.T, dir, name string, data []byte) string {
 func TestTLSCustomCAAndClientCert(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	ca := newTestCA(t, "test node CA")
-	srvCert, srvKey := ca.issue(t, "node.test", x509.ExtKeyUsageServerAuth, []string{"node.test"}, nil)
-	cliCert, cliKey := ca.issue(t, "connector", x509.ExtKeyUsageClientAuth, nil, nil)
-	other := newTestCA(t, "someone else")
+	ca := testkit.NewCA(t, "test node CA")
+	srvCert, srvKey := ca.Issue(t, "node.test", x509.ExtKeyUsageServerAuth, []string{"node.test"}, nil)
+	cliCert, cliKey := ca.Issue(t, "connector", x509.ExtKeyUsageClientAuth, nil, nil)
+	other := testkit.NewCA(t, "someone else")
 
 	pair, err := tls.X509KeyPair(srvCert, srvKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	clientPool := x509.NewCertPool()
-	clientPool.AddCert(ca.cert)
+	clientPool.AddCert(ca.Cert)
 	var sawClient atomic.Value
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if len(r.TLS.PeerCertificates) > 0 {
@@ -121,8 +58,8 @@ func TestTLSCustomCAAndClientCert(t *testing.T) {
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 
-	caFile := writeFile(t, dir, "ca.pem", ca.pem)
-	otherCA := writeFile(t, dir, "other.pem", other.pem)
+	caFile := writeFile(t, dir, "ca.pem", ca.PEM)
+	otherCA := writeFile(t, dir, "other.pem", other.PEM)
 	certFile := writeFile(t, dir, "client.pem", cliCert)
 	keyFile := writeFile(t, dir, "client.key", cliKey)
 
