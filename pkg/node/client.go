@@ -303,6 +303,13 @@ func (c *Client) send(ctx context.Context, m *message, kind string, unsure bool)
 						"request_id", m.id, "body", r.snippet)
 					return unsure, nil
 				}
+				if kind == kindResponse && r.code == http.StatusBadRequest && saysDuplicate(r.snippet) {
+					// The node already completed this call: an earlier
+					// attempt (ours, cut mid-flight, or a previous owner's)
+					// delivered the response. Delivered, not rejected.
+					c.log.Info("node already holds the completed call", "request_id", m.id, "body", r.snippet)
+					return unsure, nil
+				}
 				c.m.rejected.WithLabelValues(statusText(r.code)).Inc()
 				c.log.Warn("node rejected message, call skipped",
 					"request_id", m.id, "message", kind, "code", r.code, "body", r.snippet,
@@ -337,8 +344,8 @@ func (c *Client) send(ctx context.Context, m *message, kind string, unsure bool)
 	}
 }
 
-// saysDuplicate reports whether a 400 reply's body names a duplicate request id
-// ("duplicate request id", DuplicateReqId).
+// saysDuplicate reports whether a 400 reply's body names a duplicate
+// ("duplicate request id", "duplicate response", DuplicateReqId).
 func saysDuplicate(body string) bool {
 	return strings.Contains(strings.ToLower(body), "duplicate")
 }

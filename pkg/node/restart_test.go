@@ -88,3 +88,25 @@ func TestCallCutInHalfAfterTheNodeForgotTheRequestIsCompleted(t *testing.T) {
 		t.Fatalf("redelivery: %v, want nil", err)
 	}
 }
+
+// A call completed earlier (by a previous owner of the shard, say) and
+// delivered again is refused twice as a duplicate; it is delivered, not a
+// permanent rejection to alarm on.
+func TestRedeliveredCompletedCallIsNotARejection(t *testing.T) {
+	t.Parallel()
+	dn := devnode.New(devnode.DefaultOptions(), prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	srv := httptest.NewServer(dn.Handler())
+	t.Cleanup(srv.Close)
+	call := sampleCall()
+	first, _ := testClient(t, srv.URL, nil)
+	if err := first.Deliver(context.Background(), call); err != nil {
+		t.Fatal(err)
+	}
+	second, reg := testClient(t, srv.URL, nil)
+	if err := second.Deliver(context.Background(), call); err != nil {
+		t.Fatalf("redelivery of a completed call: %v, want nil", err)
+	}
+	if got := metricValue(t, reg, "apigw_connector_node_rejected_total", nil); got != 0 {
+		t.Fatalf("rejected_total %v, want 0", got)
+	}
+}
