@@ -138,43 +138,17 @@ func AppendUnescaped(dst, body []byte) ([]byte, error) {
 		if i+1 >= len(body) {
 			return dst, ErrSyntax
 		}
-		c := body[i+1]
-		i += 2
-		switch c {
-		case '"', '\\', '/':
-			dst = append(dst, c)
-		case 'n':
-			dst = append(dst, '\n')
-		case 't':
-			dst = append(dst, '\t')
-		case 'r':
-			dst = append(dst, '\r')
-		case 'b':
-			dst = append(dst, '\b')
-		case 'f':
-			dst = append(dst, '\f')
-		case 'u':
-			r, ok := hex4(body[i:])
+		if d, ok := simpleEscape(body[i+1]); ok {
+			dst = append(dst, d)
+			i += 2
+		} else if body[i+1] == 'u' {
+			r, n, ok := unicodeEscape(body[i:])
 			if !ok {
 				return dst, ErrSyntax
 			}
-			i += 4
-			if r >= 0xD800 && r < 0xDC00 {
-				// High surrogate: pair it with a following \uDC00-\uDFFF.
-				if i+6 <= len(body) && body[i] == '\\' && body[i+1] == 'u' {
-					if r2, ok := hex4(body[i+2:]); ok && r2 >= 0xDC00 && r2 < 0xE000 {
-						r = 0x10000 + (r-0xD800)<<10 + (r2 - 0xDC00)
-						i += 6
-						dst = utf8.AppendRune(dst, r)
-						break
-					}
-				}
-				r = utf8.RuneError
-			} else if r >= 0xDC00 && r < 0xE000 {
-				r = utf8.RuneError
-			}
 			dst = utf8.AppendRune(dst, r)
-		default:
+			i += n
+		} else {
 			return dst, ErrSyntax
 		}
 		start = i
@@ -216,10 +190,10 @@ func AppendString(dst, b []byte, i int) ([]byte, int, error) {
 			if b[j] == '"' {
 				return out[:w], j + 1, nil
 			}
-			// A backslash at j; j+1 < len(b) as k < 8, and w < len(out)
-			// as 8 bytes were stored from the old w.
-			if e := b[j+1]; notSimple[e] == 0 {
-				out[w] = e
+			// A backslash at j, possibly the last byte of b (k may be 7);
+			// w < len(out) as 8 bytes were stored from the old w.
+			if j+1 < len(b) && notSimple[b[j+1]] == 0 {
+				out[w] = b[j+1]
 				w++
 				j += 2
 				continue
@@ -256,29 +230,38 @@ func step(out []byte, w int, b []byte, j int) ([]byte, int, int, bool, error) {
 		return out, w, len(b), false, ErrUnexpectedEnd
 	}
 	e := b[j+1]
-	switch e {
-	case '"', '\\', '/':
-		out[w] = e
-	case 'n':
-		out[w] = '\n'
-	case 't':
-		out[w] = '\t'
-	case 'r':
-		out[w] = '\r'
-	case 'b':
-		out[w] = '\b'
-	case 'f':
-		out[w] = '\f'
-	case 'u':
-		r, n, ok := unicodeEscape(b[j:])
-		if !ok {
-			return out, w, j, false, ErrSyntax
-		}
-		return out, w + utf8.EncodeRune(out[w:], r), j + n, false, nil
-	default:
+	if d, ok := simpleEscape(e); ok {
+		out[w] = d
+		return out, w + 1, j + 2, false, nil
+	}
+	if e != 'u' {
 		return out, w, j, false, ErrSyntax
 	}
-	return out, w + 1, j + 2, false, nil
+	r, n, ok := unicodeEscape(b[j:])
+	if !ok {
+		return out, w, j, false, ErrSyntax
+	}
+	return out, w + utf8.EncodeRune(out[w:], r), j + n, false, nil
+}
+
+// simpleEscape returns the byte a one-letter escape (\" \\ \/ \n \t \r \b \f)
+// stands for; ok is false for \u and invalid escapes.
+func simpleEscape(c byte) (byte, bool) {
+	switch c {
+	case '"', '\\', '/':
+		return c, true
+	case 'n':
+		return '\n', true
+	case 't':
+		return '\t', true
+	case 'r':
+		return '\r', true
+	case 'b':
+		return '\b', true
+	case 'f':
+		return '\f', true
+	}
+	return 0, false
 }
 
 // notSimple marks the escape letters the fast loop leaves to step.

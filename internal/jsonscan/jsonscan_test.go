@@ -50,7 +50,7 @@ func TestAppendStringMatchesEncodingJSON(t *testing.T) {
 
 func TestErrors(t *testing.T) {
 	t.Parallel()
-	for _, in := range []string{`"abc`, `"abc\`, `"\x"`, `"\u12"`, `"` + strings.Repeat("a", 100), `"` + strings.Repeat("a", 100) + `\q` + strings.Repeat("a", 100) + `"`} {
+	for _, in := range []string{`"abc`, `"abc\`, `"abcdefg\`, `"\x"`, `"\u12"`, `"` + strings.Repeat("a", 100), `"` + strings.Repeat("a", 100) + `\q` + strings.Repeat("a", 100) + `"`} {
 		if _, _, err := AppendString(nil, []byte(in), 0); err == nil {
 			t.Errorf("AppendString(%q): no error", in)
 		}

@@ -51,6 +51,10 @@ func (o Options) Validate() error {
 	return nil
 }
 
+// IsGzip reports whether b starts with the gzip magic bytes: how a record's
+// (or a file's) compression is detected.
+func IsGzip(b []byte) bool { return len(b) >= 2 && b[0] == 0x1f && b[1] == 0x8b }
+
 // Meta is the envelope of a document; empty for extracted message lines.
 type Meta struct {
 	MessageType         string
@@ -102,9 +106,7 @@ func (e *DecodeError) Error() string {
 			" (possible gzip bomb; raise " + ConfigPath + ".max_decompressed_bytes if records are legitimately this large)"
 	case ReasonJSON:
 		return "decode CloudWatch Logs record: malformed JSON document: " + e.Err.Error()
-	case ReasonUnknownMessageType:
-		return "decode CloudWatch Logs record: " + e.Err.Error()
-	case ReasonEmpty:
+	case ReasonUnknownMessageType, ReasonEmpty:
 		return "decode CloudWatch Logs record: " + e.Err.Error()
 	}
 	return "decode CloudWatch Logs record (" + e.Reason + "): " + e.Err.Error()

@@ -83,7 +83,7 @@ func (d *Decoder) Decode(data []byte, fn func(meta *Meta, ev *Event)) (Stats, er
 	var stats Stats
 	st := d.getState()
 	defer d.putState(st)
-	if len(data) >= 2 && data[0] == 0x1f && data[1] == 0x8b {
+	if IsGzip(data) {
 		err := d.decodeGzip(st, data, fn, &stats)
 		return stats, err
 	}
@@ -333,28 +333,19 @@ func (st *state) decodeDoc(b []byte, i int, fn func(*Meta, *Event), stats *Stats
 			}
 			seen |= seenType
 		case "owner":
-			v, next, err := st.str(b, i)
-			if err != nil {
-				return next, err
+			if st.meta.Owner, i, err = st.metaStr(b, i, &st.lastOwner); err != nil {
+				return i, err
 			}
-			i = next
-			st.meta.Owner = reuse(&st.lastOwner, v)
 			seen |= seenOwner
 		case "logGroup":
-			v, next, err := st.str(b, i)
-			if err != nil {
-				return next, err
+			if st.meta.LogGroup, i, err = st.metaStr(b, i, &st.lastGroup); err != nil {
+				return i, err
 			}
-			i = next
-			st.meta.LogGroup = reuse(&st.lastGroup, v)
 			seen |= seenGroup
 		case "logStream":
-			v, next, err := st.str(b, i)
-			if err != nil {
-				return next, err
+			if st.meta.LogStream, i, err = st.metaStr(b, i, &st.lastStream); err != nil {
+				return i, err
 			}
-			i = next
-			st.meta.LogStream = reuse(&st.lastStream, v)
 			seen |= seenStream
 		case "subscriptionFilters":
 			next, err := st.filters(b, i)
@@ -419,16 +410,9 @@ func (st *state) key(b []byte, i int) ([]byte, int, error) {
 	if i >= len(b) || b[i] != '"' {
 		return nil, i, expected(b, i, "a key")
 	}
-	end, esc, err := jsonscan.String(b, i)
+	key, end, err := st.quoted(b, i)
 	if err != nil {
-		return nil, end, syntaxErr(err, i)
-	}
-	key := b[i+1 : end-1]
-	if esc {
-		if st.tmp, err = jsonscan.AppendUnescaped(st.tmp[:0], key); err != nil {
-			return nil, i, syntaxErr(err, i)
-		}
-		key = st.tmp
+		return nil, end, err
 	}
 	i = jsonscan.SkipSpace(b, end)
 	if i >= len(b) || b[i] != ':' {
@@ -441,23 +425,39 @@ func (st *state) key(b []byte, i int) ([]byte, int, error) {
 // st.tmp: use it before the next call.
 func (st *state) str(b []byte, i int) ([]byte, int, error) {
 	if i < len(b) && b[i] == '"' {
-		end, esc, err := jsonscan.String(b, i)
-		if err != nil {
-			return nil, end, syntaxErr(err, i)
-		}
-		v := b[i+1 : end-1]
-		if esc {
-			if st.tmp, err = jsonscan.AppendUnescaped(st.tmp[:0], v); err != nil {
-				return nil, i, syntaxErr(err, i)
-			}
-			v = st.tmp
-		}
-		return v, end, nil
+		return st.quoted(b, i)
 	}
 	if isNull(b, i) {
 		return nil, i + 4, nil
 	}
 	return nil, i, expected(b, i, "a string")
+}
+
+// quoted reads the string whose opening quote is at b[i] and returns its
+// unescaped body (which may alias st.tmp) and the offset past it.
+func (st *state) quoted(b []byte, i int) ([]byte, int, error) {
+	end, esc, err := jsonscan.String(b, i)
+	if err != nil {
+		return nil, end, syntaxErr(err, i)
+	}
+	v := b[i+1 : end-1]
+	if esc {
+		if st.tmp, err = jsonscan.AppendUnescaped(st.tmp[:0], v); err != nil {
+			return nil, i, syntaxErr(err, i)
+		}
+		v = st.tmp
+	}
+	return v, end, nil
+}
+
+// metaStr reads a string value at b[i] as str does, reusing *last when the
+// value repeats.
+func (st *state) metaStr(b []byte, i int, last *string) (string, int, error) {
+	v, next, err := st.str(b, i)
+	if err != nil {
+		return "", next, err
+	}
+	return reuse(last, v), next, nil
 }
 
 func isNull(b []byte, i int) bool {

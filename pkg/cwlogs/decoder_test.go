@@ -134,6 +134,8 @@ func TestDecodeShapes(t *testing.T) {
 		{name: "gzip of message lines", data: gz(line1 + "\n"), reason: cwlogs.ReasonJSON},
 		{name: "malformed envelope", data: gz(`{"messageType":"DATA_MESSAGE","logEvents":[{"id":"1","message":"x"`), reason: cwlogs.ReasonJSON},
 		{name: "logEvents not an array", data: gz(`{"messageType":"DATA_MESSAGE","owner":"","logGroup":"","logStream":"","subscriptionFilters":[],"logEvents":{}}`), reason: cwlogs.ReasonJSON},
+		{name: "message cut after a backslash", data: []byte(`{"messageType":"DATA_MESSAGE","owner":"o","logGroup":"g","logStream":"s","subscriptionFilters":[],"logEvents":[{"message":"abcdefg\`),
+			reason: cwlogs.ReasonJSON, errSub: "unexpected end"},
 		{name: "bad escape in message", data: gz(`{"messageType":"DATA_MESSAGE","logEvents":[{"message":"\x"}]}`), reason: cwlogs.ReasonJSON},
 		{name: "garbage between documents", data: gz(doc("g", line1) + " x"), msgs: []string{line1},
 			stats: cwlogs.Stats{Documents: 1, Events: 1}, reason: cwlogs.ReasonJSON},

@@ -211,8 +211,6 @@ func (p *Pipeline) Submit(ctx context.Context, b Batch) (*Settlement, error) {
 			continue
 		}
 		st, err := p.dec.Decode(r.Data, func(meta *cwlogs.Meta, ev *cwlogs.Event) {
-			s.outcome.Events++
-			p.m.events.Inc()
 			p.submitLine(bctx, s, ev.Message, b.Source, r.ID, meta, ev.ID)
 		})
 		p.m.controlMessages.Add(float64(st.ControlMessages))
@@ -245,13 +243,14 @@ func (p *Pipeline) submitLines(ctx context.Context, s *Settlement, source string
 		if len(line) == 0 {
 			continue
 		}
-		s.outcome.Events++
-		p.m.events.Inc()
 		p.submitLine(ctx, s, line, source, r.ID, nil, "")
 	}
 }
 
+// submitLine counts one log event, parses it and queues its call.
 func (p *Pipeline) submitLine(ctx context.Context, s *Settlement, line []byte, source, recordID string, meta *cwlogs.Meta, eventID string) {
+	s.outcome.Events++
+	p.m.events.Inc()
 	call, err := p.parser.Parse(line)
 	if err != nil {
 		s.outcome.ParseErrors++

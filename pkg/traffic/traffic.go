@@ -303,13 +303,13 @@ func (g *Generator) fillTemplate(e *Endpoint) string {
 		for j < len(t) && t[j] != '}' {
 			j++
 		}
-		out = g.appendID(out, g.idKindOf(e, t[i+1:j]))
+		out = g.appendID(out, idKindOf(t[i+1:j]))
 		i = j
 	}
 	return string(out)
 }
 
-func (g *Generator) idKindOf(e *Endpoint, param string) idKind {
+func idKindOf(param string) idKind {
 	for _, r := range resources {
 		if r.param == param {
 			return r.id
@@ -330,7 +330,6 @@ func (g *Generator) appendID(out []byte, k idKind) []byte {
 		out = append(out, '-')
 		return strconv.AppendInt(out, int64(g.rng.IntN(999)+1), 10)
 	case idHex:
-		const hexd = "0123456789abcdef"
 		for range 24 {
 			out = append(out, hexd[g.rng.IntN(16)])
 		}
@@ -340,8 +339,9 @@ func (g *Generator) appendID(out []byte, k idKind) []byte {
 	}
 }
 
+const hexd = "0123456789abcdef"
+
 func appendUUID(out []byte, hi, lo uint64) []byte {
-	const hexd = "0123456789abcdef"
 	hi = hi&^(0xf<<12) | 4<<12 // version 4
 	lo = lo&^(3<<62) | 2<<62   // RFC 4122 variant
 	var b [16]byte
@@ -537,7 +537,6 @@ func (c *Call) appendJSON(b []byte, routeKeys bool) []byte {
 // AppendJSONString appends s as a JSON string literal, escaping as API Gateway
 // and CloudWatch Logs do (quotes, backslashes, control characters).
 func AppendJSONString(b []byte, s string) []byte {
-	const hexd = "0123456789abcdef"
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); i++ {

@@ -81,7 +81,7 @@ func TestTrafficShape(t *testing.T) {
 		if strings.Count(c.Path, "-") >= 4 {
 			uuidPaths++
 		}
-		if !matches(c.Endpoint.CalledTemplate(), c.Path) {
+		if !traffic.MatchesTemplate(c.Path, c.Endpoint.CalledTemplate()) {
 			t.Fatalf("path %q does not fit template %q", c.Path, c.Endpoint.CalledTemplate())
 		}
 		var m map[string]string
@@ -98,24 +98,6 @@ func TestTrafficShape(t *testing.T) {
 	if len(seen) < len(eps)*9/10 {
 		t.Errorf("only %d of %d endpoints called", len(seen), len(eps))
 	}
-}
-
-// matches reports whether path fits a template with {param} segments.
-func matches(tmpl, path string) bool {
-	ts, ps := strings.Split(tmpl, "/"), strings.Split(path, "/")
-	if len(ts) != len(ps) {
-		return false
-	}
-	for i := range ts {
-		if strings.HasPrefix(ts[i], "{") {
-			if ps[i] == "" {
-				return false
-			}
-		} else if ts[i] != ps[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestRecordsAndEnvelopes(t *testing.T) {

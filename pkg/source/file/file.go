@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 
+	"github.com/wallarm/apigw-connector/pkg/cwlogs"
 	"github.com/wallarm/apigw-connector/pkg/pipeline"
 )
 
@@ -37,8 +38,6 @@ type Stats struct {
 	Lines   int
 }
 
-var gzipMagic = []byte{0x1f, 0x8b}
-
 // Read detects the content of r and calls emit with each batch, in order.
 // Content is detected by magic bytes and shape, never by file name: gzip is
 // undone once; a stream of Lambda CloudWatch Logs events ({"awslogs":{"data":...}})
@@ -54,7 +53,7 @@ func Read(ctx context.Context, name string, r io.Reader, o Options, emit func(pi
 	br := bufio.NewReaderSize(r, 64<<10)
 	head, _ := br.Peek(2)
 	var src io.Reader = br
-	if bytes.Equal(head, gzipMagic) {
+	if cwlogs.IsGzip(head) {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
 			return st, fmt.Errorf("read %s: gzip: %w", name, err)

@@ -2,7 +2,6 @@ package file
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -12,14 +11,6 @@ import (
 	"github.com/wallarm/apigw-connector/pkg/pipeline"
 	"github.com/wallarm/apigw-connector/pkg/traffic"
 )
-
-func gz(b []byte) []byte {
-	var buf bytes.Buffer
-	w := gzip.NewWriter(&buf)
-	_, _ = w.Write(b)
-	_ = w.Close()
-	return buf.Bytes()
-}
 
 func TestReadDetectsContent(t *testing.T) {
 	t.Parallel()
@@ -43,7 +34,7 @@ func TestReadDetectsContent(t *testing.T) {
 		{"plain envelope", env, pipeline.FormatCloudWatchLogs, 0},
 		{"pretty-printed envelope", pretty, pipeline.FormatCloudWatchLogs, 0},
 		{"plain lines", lines, pipeline.FormatLines, 5},
-		{"gzip lines", gz(lines), pipeline.FormatLines, 5},
+		{"gzip lines", traffic.Gzip(lines), pipeline.FormatLines, 5},
 		{"export with timestamps", exported, pipeline.FormatLines, 1},
 		{"blank lines skipped", []byte("\n\n" + string(lines) + "\n\n"), pipeline.FormatLines, 5},
 	}
@@ -146,7 +137,7 @@ func TestReadLambdaEvents(t *testing.T) {
 		{"events one per line", []byte(event(gz1) + "\n" + event(gz2) + "\n"), []string{"x:1", "x:2"}, [][]byte{gz1, gz2}},
 		{"destination records", []byte(record("req-a", gz1) + "\n" + record("req-b", gz2)), []string{"x:req-a", "x:req-b"}, [][]byte{gz1, gz2}},
 		{"pretty-printed record", []byte(pretty(record("req-a", gz1))), []string{"x:req-a"}, [][]byte{gz1}},
-		{"gzip records", gz([]byte(record("req-a", gz1) + "\n" + record("req-b", gz2) + "\n")), []string{"x:req-a", "x:req-b"}, [][]byte{gz1, gz2}},
+		{"gzip records", traffic.Gzip([]byte(record("req-a", gz1) + "\n" + record("req-b", gz2) + "\n")), []string{"x:req-a", "x:req-b"}, [][]byte{gz1, gz2}},
 		{"record without request id", []byte(`{"requestPayload":` + event(gz2) + `}`), []string{"x:1"}, [][]byte{gz2}},
 	}
 	for _, tt := range tests {
