@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/wallarm/apigw-connector/pkg/cwlogs"
 )
 
 // Sentinel classes of a bad delivery body; the receiver maps them to replies.
@@ -28,8 +30,6 @@ type Request struct {
 	Records [][]byte
 }
 
-var gzipMagic = []byte{0x1f, 0x8b}
-
 // DecodeRequest reads a delivery body, at most maxBytes after content
 // decoding. contentEncoding is the Content-Encoding header. Body-level gzip is
 // undone exactly once: when the header says gzip, or when the body starts
@@ -38,7 +38,7 @@ var gzipMagic = []byte{0x1f, 0x8b}
 func DecodeRequest(body io.Reader, contentEncoding string, maxBytes int64) (*Request, error) {
 	br := bufio.NewReaderSize(body, 4096)
 	head, _ := br.Peek(2)
-	isGzip := len(head) == 2 && head[0] == gzipMagic[0] && head[1] == gzipMagic[1]
+	isGzip := cwlogs.IsGzip(head)
 	var src io.Reader = br
 	switch enc := strings.ToLower(strings.TrimSpace(contentEncoding)); enc {
 	case "", "identity", "gzip":
