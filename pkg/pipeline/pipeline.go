@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -204,30 +205,45 @@ func (p *Pipeline) Submit(ctx context.Context, b Batch) (*Settlement, error) {
 	p.m.batches.Inc()
 
 	for i := range b.Records {
-		r := &b.Records[i]
-		p.m.records.Inc()
-		if b.Format == FormatLines {
-			p.submitLines(bctx, s, b.Source, r)
-			continue
-		}
-		st, err := p.dec.Decode(r.Data, func(meta *cwlogs.Meta, ev *cwlogs.Event) {
-			p.submitLine(bctx, s, ev.Message, b.Source, r.ID, meta, ev.ID)
-		})
-		p.m.controlMessages.Add(float64(st.ControlMessages))
-		if err != nil {
-			s.outcome.DecodeErrors++
-			reason := "other"
-			var de *cwlogs.DecodeError
-			if errors.As(err, &de) {
-				reason = de.Reason
-			}
-			p.m.decodeErrors.WithLabelValues(reason).Inc()
-			p.log.Warn("skipping undecodable record", "source", b.Source, "record", r.ID,
-				"bytes", len(r.Data), "reason", reason, "err", err)
-		}
+		p.submitRecord(bctx, s, b, &b.Records[i])
 	}
 	s.finish(resultNone) // drop the guard: the batch may now complete
 	return s, nil
+}
+
+// submitRecord decodes one record and queues its calls. A panic while
+// decoding or parsing (a bug on some input nobody foresaw) skips the rest of
+// that record with a counted, logged reason instead of crashing the worker:
+// a crash would replay the same record forever.
+func (p *Pipeline) submitRecord(ctx context.Context, s *Settlement, b Batch, r *Record) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.outcome.DecodeErrors++
+			p.m.decodeErrors.WithLabelValues("panic").Inc()
+			p.log.Error("skipping the rest of a record that crashed the decoder; please report it with the record",
+				"source", b.Source, "record", r.ID, "bytes", len(r.Data), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+		}
+	}()
+	p.m.records.Inc()
+	if b.Format == FormatLines {
+		p.submitLines(ctx, s, b.Source, r)
+		return
+	}
+	st, err := p.dec.Decode(r.Data, func(meta *cwlogs.Meta, ev *cwlogs.Event) {
+		p.submitLine(ctx, s, ev.Message, b.Source, r.ID, meta, ev.ID)
+	})
+	p.m.controlMessages.Add(float64(st.ControlMessages))
+	if err != nil {
+		s.outcome.DecodeErrors++
+		reason := "other"
+		var de *cwlogs.DecodeError
+		if errors.As(err, &de) {
+			reason = de.Reason
+		}
+		p.m.decodeErrors.WithLabelValues(reason).Inc()
+		p.log.Warn("skipping undecodable record", "source", b.Source, "record", r.ID,
+			"bytes", len(r.Data), "reason", reason, "err", err)
+	}
 }
 
 func (p *Pipeline) submitLines(ctx context.Context, s *Settlement, source string, r *Record) {

@@ -338,3 +338,40 @@ func TestShutdownDeadlineAbandonsStuckCalls(t *testing.T) {
 		t.Fatalf("submit after shutdown: %v", err)
 	}
 }
+
+// panicky is a Forwarder whose Filter (called while a record is decoded)
+// panics on one call, standing in for a decoder or parser bug on odd input.
+type panicky struct {
+	*recorder
+	bad string
+}
+
+func (p panicky) Filter(c *accesslog.APICall) bool {
+	if c.RequestID == p.bad {
+		panic("boom")
+	}
+	return true
+}
+
+func TestAPanicWhileDecodingSkipsTheRecordNotTheWorker(t *testing.T) {
+	t.Parallel()
+	g := traffic.New(traffic.Options{Seed: 9})
+	badEvs, badCalls := g.Events(nil, 3)
+	goodEvs, goodCalls := g.Events(nil, 4)
+	rec := newRecorder()
+	p, reg := newPipeline(t, panicky{recorder: rec, bad: badCalls[1].RequestID}, pipeline.Config{MaxBufferedCalls: 16, Workers: 2})
+	s, err := p.Submit(context.Background(), pipeline.Batch{Records: []pipeline.Record{
+		{ID: "bad", Data: traffic.GzipEnvelope("g", "s", badEvs)},
+		{ID: "good", Data: traffic.GzipEnvelope("g", "s", goodEvs)},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := s.Outcome()
+	if o.DecodeErrors != 1 || o.Delivered != 1+len(goodCalls) || !o.Settled() {
+		t.Fatalf("outcome %+v: want the bad record cut at the panic (1 call before it delivered), the good one whole", o)
+	}
+	if got := counterValue(t, reg, "apigw_connector_decode_errors_total", "reason", "panic"); got != 1 {
+		t.Fatalf(`decode_errors_total{reason="panic"} = %v, want 1`, got)
+	}
+}
