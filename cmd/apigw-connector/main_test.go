@@ -223,14 +223,17 @@ func TestReplayRetriesWhenTheNodeStallsPastTheReplyTimeout(t *testing.T) {
 
 func TestReplayCountsPermanentRejectionsAndDeliversTheRest(t *testing.T) {
 	t.Parallel()
-	const blocked = "blocked.example.com"
+	const blocked, malformed = "blocked.example.com", "malformed.example.com"
 	dn, url := startDevnode(t, devnode.DefaultOptions(), func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Host == blocked { // a node whose allowed_hosts excludes this API
+			switch r.Host {
+			case blocked: // a node whose allowed_hosts excludes this API
 				w.WriteHeader(http.StatusUnsupportedMediaType)
-				return
+			case malformed: // a message the node cannot take
+				http.Error(w, "bad message", http.StatusBadRequest)
+			default:
+				next.ServeHTTP(w, r)
 			}
-			next.ServeHTTP(w, r)
 		})
 	})
 	g := traffic.New(traffic.Options{Seed: 5})
@@ -242,6 +245,8 @@ func TestReplayCountsPermanentRejectionsAndDeliversTheRest(t *testing.T) {
 		switch i {
 		case 3:
 			c.Host = blocked
+		case 5:
+			c.Host = malformed
 		case 7:
 			twice = c.RequestID
 		default:
@@ -249,7 +254,7 @@ func TestReplayCountsPermanentRejectionsAndDeliversTheRest(t *testing.T) {
 		}
 		lines.Write(g.AppendLine(nil, &c))
 		lines.WriteByte('\n')
-		if i == 7 { // the same request id twice: the node answers 400 to the second
+		if i == 7 { // the same call logged twice: the node keeps it once, it is not a rejection
 			lines.Write(g.AppendLine(nil, &c))
 			lines.WriteByte('\n')
 		}
@@ -262,12 +267,13 @@ func TestReplayCountsPermanentRejectionsAndDeliversTheRest(t *testing.T) {
 	if code != 1 {
 		t.Fatalf("exit %d, want 1 for rejected calls\n%s\n%s", code, out, errs)
 	}
-	if !strings.Contains(out, "rejected:        2 (400=1, 415=1)") || !strings.Contains(out, "retries:         0") {
+	if !strings.Contains(out, "rejected:        2 (400=1, 415=1)") || !strings.Contains(out, "delivered:       29 ") ||
+		!strings.Contains(out, "retries:         0") {
 		t.Fatalf("summary:\n%s", out)
 	}
 	testenv.AssertIDsDeliveredOnce(t, dn, good)
 	if dn.DeliveredIDs()[twice] == 0 {
-		t.Fatal("the first of two lines with one request id was not delivered")
+		t.Fatal("the call logged twice was not delivered")
 	}
 }
 

@@ -96,7 +96,7 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		for s := range settlements {
 			o := s.Outcome()
 			mu.Lock()
-			total = addOutcome(total, o)
+			total.Add(o)
 			mu.Unlock()
 		}
 	}()
@@ -177,20 +177,6 @@ func isTerminal(r io.Reader) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
-func addOutcome(a, b pipeline.Outcome) pipeline.Outcome {
-	a.Records += b.Records
-	a.DecodeErrors += b.DecodeErrors
-	a.Events += b.Events
-	a.ParseErrors += b.ParseErrors
-	a.Calls += b.Calls
-	a.Filtered += b.Filtered
-	a.Duplicates += b.Duplicates
-	a.Delivered += b.Delivered
-	a.Rejected += b.Rejected
-	a.Abandoned += b.Abandoned
-	return a
 }
 
 func printSummary(w io.Writer, o pipeline.Outcome, g prometheus.Gatherer, elapsed time.Duration) {

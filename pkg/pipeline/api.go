@@ -53,3 +53,17 @@ type Outcome struct {
 
 // Settled reports whether every call reached a final state, i.e. the source may acknowledge.
 func (o Outcome) Settled() bool { return o.Abandoned == 0 }
+
+// Add sums b into o, for totals over many batches.
+func (o *Outcome) Add(b Outcome) {
+	o.Records += b.Records
+	o.DecodeErrors += b.DecodeErrors
+	o.Events += b.Events
+	o.ParseErrors += b.ParseErrors
+	o.Calls += b.Calls
+	o.Filtered += b.Filtered
+	o.Duplicates += b.Duplicates
+	o.Delivered += b.Delivered
+	o.Rejected += b.Rejected
+	o.Abandoned += b.Abandoned
+}

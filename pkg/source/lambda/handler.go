@@ -80,18 +80,7 @@ type summary struct {
 	start          time.Time
 }
 
-func (s *summary) add(o pipeline.Outcome) {
-	s.out.Records += o.Records
-	s.out.DecodeErrors += o.DecodeErrors
-	s.out.Events += o.Events
-	s.out.ParseErrors += o.ParseErrors
-	s.out.Calls += o.Calls
-	s.out.Filtered += o.Filtered
-	s.out.Duplicates += o.Duplicates
-	s.out.Delivered += o.Delivered
-	s.out.Rejected += o.Rejected
-	s.out.Abandoned += o.Abandoned
-}
+func (s *summary) add(o pipeline.Outcome) { s.out.Add(o) }
 
 func (h *Handler) logSummary(s *summary, err error) {
 	attrs := []any{"event_type", s.kind, "records", s.records, "events", s.out.Events, "calls", s.out.Calls,
