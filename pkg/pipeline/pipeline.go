@@ -301,10 +301,11 @@ func (p *Pipeline) submitLine(ctx context.Context, s *Settlement, line []byte, s
 		s.finish(resultAbandoned)
 		return
 	}
+	p.m.buffered.Inc() // before the send: a worker may take the call and Dec at once
 	select {
 	case p.queue <- j:
-		p.m.buffered.Inc()
 	case <-ctx.Done():
+		p.m.buffered.Dec()
 		s.finish(resultAbandoned)
 	}
 }
