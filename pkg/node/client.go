@@ -15,7 +15,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -38,35 +37,34 @@ import (
 const (
 	snippetBytes = 512      // of a rejection's reply body, for the log
 	drainBytes   = 64 << 10 // reply bodies up to this are drained so the connection is reused
-	// writeBufferSize is the transport's per-connection write buffer: a message
-	// header that fits is serialised whole before its first byte is sent.
-	writeBufferSize = 4 << 10
 )
-
-// identityTE makes net/http send "Content-Length: 0" for a body-less message of any
-// method but GET and HEAD (for those it sends no length, which means the same).
-var identityTE = []string{"identity"}
 
 // Client delivers calls to one node. Safe for concurrent use.
 type Client struct {
 	cfg    Config
 	log    *slog.Logger
 	m      *metrics
-	tr     *http.Transport
+	pool   *connPool
 	dialer *net.Dialer
+	tlsCfg *tls.Config // nil for plain http
 
-	scheme     string
-	dialHost   string // host:port of node.url, as given
-	dialAddr   string // host:port with the scheme's default port, for the TCP probe
-	nodeHost   string // Host header in host_mode node, and the fallback for calls without a host
-	basePath   string // escaped url path + path prefix, no trailing slash
-	healthURL  *url.URL
-	healthText string
+	scheme       string
+	dialHost     string // host:port of node.url, as given
+	dialAddr     string // host:port with the scheme's default port
+	nodeHost     string // host of node.url: the fallback forwarded host for calls without one
+	nodeHostHdr  string // nodeHost as a Host header (host_mode node, the probe)
+	basePath     string // escaped url path + path prefix, no trailing slash
+	healthURL    *url.URL
+	healthTarget string // request target of the probe
+	healthText   string
+	probeMethod  string
+
+	// The headers of each message kind after Host, User-Agent and Content-Length.
+	reqHdrs, respHdrs, probeHdrs []hdrLine
 
 	// Canonical header names and the headers every message carries.
 	hRequestID, hForwardedHost, hForwardedFor, hResponseCode string
 	static                                                   http.Header
-	staticBytes                                              int // wire size of static
 
 	statuses *statusSet
 
@@ -104,7 +102,9 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Client, erro
 		hForwardedFor:  textproto.CanonicalMIMEHeaderKey(cfg.Headers.ForwardedFor),
 		hResponseCode:  textproto.CanonicalMIMEHeaderKey(cfg.Headers.ResponseCode),
 		static:         http.Header{},
+		probeMethod:    http.MethodGet,
 	}
+	c.nodeHostHdr = removeZone(c.nodeHost)
 	port := u.Port()
 	if port == "" {
 		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
@@ -119,6 +119,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Client, erro
 	if cfg.HealthPath != "" {
 		p := root + escapePath(cfg.HealthPath)
 		c.healthURL = &url.URL{Scheme: u.Scheme, Host: u.Host, Opaque: p}
+		c.healthTarget = c.healthURL.RequestURI()
 		c.healthText = u.Scheme + "://" + u.Host + p // an Opaque URL prints without its host
 	}
 
@@ -127,9 +128,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Client, erro
 	for k, v := range cfg.ExtraHeaders {
 		c.static[textproto.CanonicalMIMEHeaderKey(k)] = []string{v}
 	}
-	for k, v := range c.static {
-		c.staticBytes += len(k) + len(v[0]) + 4
-	}
+	c.buildHeaderLines()
 	if len(cfg.Filters.Statuses) > 0 {
 		c.statuses = new(statusSet)
 		for _, s := range cfg.Filters.Statuses {
@@ -138,10 +137,12 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Client, erro
 		}
 	}
 
-	var tlsCfg *tls.Config
 	if u.Scheme == "https" {
-		if tlsCfg, err = buildTLS(cfg.TLS); err != nil {
+		if c.tlsCfg, err = buildTLS(cfg.TLS); err != nil {
 			return nil, err
+		}
+		if c.tlsCfg.ServerName == "" { // verify the node's certificate for its host, as net/http does
+			c.tlsCfg.ServerName = u.Hostname()
 		}
 	} else if cfg.TLS != (TLSConfig{}) {
 		log.Warn("node.tls is set but node.url is plain http: TLS settings are ignored", "url", cfg.URL)
@@ -151,24 +152,9 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Client, erro
 	if maxConns == 0 {
 		maxConns = cfg.Concurrency
 	}
+	// No proxy: the node is reached directly (node allowed_networks names our egress).
 	c.dialer = &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
-	protocols := new(http.Protocols)
-	protocols.SetHTTP1(true) // the contract's messages are HTTP/1.1 requests
-	c.tr = &http.Transport{
-		Proxy:                  nil, // the node is reached directly (node allowed_networks names our egress)
-		DialContext:            c.dialer.DialContext,
-		TLSClientConfig:        tlsCfg,
-		TLSHandshakeTimeout:    cfg.ReplyTimeout,
-		DisableCompression:     true,
-		MaxConnsPerHost:        maxConns,
-		MaxIdleConns:           maxConns,
-		MaxIdleConnsPerHost:    maxConns,
-		IdleConnTimeout:        90 * time.Second,
-		ResponseHeaderTimeout:  cfg.ReplyTimeout,
-		MaxResponseHeaderBytes: 64 << 10,
-		WriteBufferSize:        writeBufferSize,
-		Protocols:              protocols,
-	}
+	c.pool = newConnPool(maxConns, c.dialNode)
 
 	if c.m, err = newMetrics(reg); err != nil {
 		return nil, fmt.Errorf("register node metrics: %w", err)
@@ -282,7 +268,7 @@ func (c *Client) send(ctx context.Context, m *message, kind string, unsure bool)
 		if err := ctx.Err(); err != nil {
 			return unsure, fmt.Errorf("deliver %s message of call %q: %w", kind, m.id, err)
 		}
-		r, err := c.attempt(ctx, m, kind)
+		r, err := c.exchange(ctx, m, kind) // one attempt
 		var reason string
 		if err == nil {
 			c.m.countSent(kind, r.code)
@@ -355,62 +341,6 @@ type reply struct {
 	snippet       string
 	retryAfter    time.Duration
 	hasRetryAfter bool
-}
-
-// attempt sends one message once. The reply timeout is enforced by the transport
-// (ResponseHeaderTimeout: from the end of the write to the reply's headers) and, for
-// the rare reply with a body, by a timer on reading it. A context per attempt would
-// do the same at the cost of ~12% CPU per message (a timer and a cancel context
-// linked into the caller's).
-func (c *Client) attempt(ctx context.Context, m *message, kind string) (reply, error) {
-	method := m.method
-	if kind == kindResponse {
-		method = c.cfg.ResponseMethod
-	}
-	req := (&http.Request{
-		Method:           method,
-		URL:              m.url,
-		Proto:            "HTTP/1.1",
-		ProtoMajor:       1,
-		ProtoMinor:       1,
-		Header:           c.header(m, kind),
-		Host:             m.host,
-		TransferEncoding: identityTE,
-		Body:             http.NoBody, // a nil Body would drop the identity encoding
-	}).WithContext(ctx)
-	resp, err := c.tr.RoundTrip(req)
-	if err != nil {
-		// The transport may still be writing this header: the next message builds its own.
-		m.hdrDirty = true
-		return reply{}, err
-	}
-	r := reply{code: resp.StatusCode}
-	class := classifyStatus(r.code)
-	if class == retryable {
-		r.retryAfter, r.hasRetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
-	}
-	if resp.Body == http.NoBody { // the usual empty reply: nothing to read
-		return r, nil
-	}
-	// Closing the body aborts a read the node stalls; the connection is then dropped.
-	guard := time.AfterFunc(c.cfg.ReplyTimeout, func() { _ = resp.Body.Close() })
-	defer guard.Stop()
-	if class != accepted {
-		b := make([]byte, snippetBytes)
-		n, _ := io.ReadFull(resp.Body, b)
-		r.snippet = strings.ToValidUTF8(string(b[:n]), "?")
-	}
-	drainClose(resp)
-	return r, nil
-}
-
-// drainClose reads what is left of a reply body so the connection is reused (Close
-// alone would drop it), up to drainBytes: past that a new connection is cheaper.
-func drainClose(resp *http.Response) {
-	if resp.Body != http.NoBody {
-		_, _ = io.CopyN(io.Discard, resp.Body, drainBytes)
-	}
-	_ = resp.Body.Close()
 }
 
 // maxRetryAfter caps a node's Retry-After so that a wild value cannot stall the stream for hours.
@@ -504,22 +434,18 @@ func (c *Client) probe(ctx context.Context) error {
 		}
 		return conn.Close()
 	}
-	h := c.static.Clone()
-	h["User-Agent"] = noValue
-	req := (&http.Request{
-		Method: http.MethodGet, URL: c.healthURL, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: h, Host: c.nodeHost,
-	}).WithContext(ctx)
-	resp, err := c.tr.RoundTrip(req)
+	r, err := c.exchange(ctx, nil, kindProbe)
 	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			err = fmt.Errorf("%w (%w)", ctxErr, err)
+		}
 		return fmt.Errorf("probe node health %s: %w", c.healthText, err)
 	}
-	drainClose(resp)
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("probe node health %s: status %d: %w", c.healthText, resp.StatusCode, ErrNotReady)
+	if r.code < 200 || r.code > 299 {
+		return fmt.Errorf("probe node health %s: status %d: %w", c.healthText, r.code, ErrNotReady)
 	}
 	return nil
 }
 
 // Close closes idle connections. Deliveries still running keep theirs until they end.
-func (c *Client) Close() { c.tr.CloseIdleConnections() }
+func (c *Client) Close() { c.pool.closeIdle() }

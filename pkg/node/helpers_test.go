@@ -203,10 +203,24 @@ func (s *wireServer) serve(conn net.Conn) {
 		if resp == "" { // hang up without a reply
 			return
 		}
+		if raw, ok := strings.CutSuffix(resp, hangUp); ok { // write, then hang up
+			_, _ = io.WriteString(conn, raw)
+			return
+		}
 		if _, err := io.WriteString(conn, resp); err != nil {
 			return
 		}
 	}
+}
+
+// hangUp ends a wireServer reply that is written and then followed by closing the connection.
+const hangUp = "\x00<hang up>"
+
+// connCount is the number of connections the server accepted.
+func (s *wireServer) connCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
 }
 
 func atoi(s string) int {

@@ -2,9 +2,9 @@ package node
 
 import (
 	"math/rand/v2"
-	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -13,34 +13,19 @@ import (
 
 // message is what both messages of one call share. Built once per call.
 type message struct {
-	id       string
-	method   string
-	host     string // Host header
-	fwdHost  string
-	fwdFor   string
-	ua       string // "" = none
-	status   string
-	url      *url.URL // shared by both messages and every attempt: the transport only reads it
-	hdr      http.Header
-	hdrKind  string // which message hdr is currently shaped for
-	hdrVals  []string
-	hdrDirty bool // hdr may still be read by an abandoned attempt: do not mutate, rebuild
+	id      string
+	method  string
+	host    string // Host header
+	fwdHost string
+	fwdFor  string
+	ua      string // "" = none
+	status  string
+	target  string   // request target, as sent
+	url     *url.URL // for the log
 }
 
-// reusableHeader reports whether the request's header map may be reshaped for the
-// response. The transport reads the map only while serialising it into its write
-// buffer, before any byte is sent, so once a reply came that is over; a header that
-// does not fit the buffer is flushed in parts, and a node answering early could
-// race the rest, so such messages get a fresh map.
-func (c *Client) reusableHeader(m *message) bool {
-	const room = writeBufferSize - 512 // request line, Host, User-Agent framing
-	size := c.staticBytes + len(m.id) + len(m.host) + len(m.fwdHost) + len(m.fwdFor) + len(m.ua) +
-		len(m.url.Opaque) + len(m.url.RawPath) + 6*32 // header names and separators
-	return !m.hdrDirty && size < room
-}
-
-// newMessage checks and normalises what the call gives, so that net/http never
-// refuses a message (a refusal would be retried forever and stall the stream).
+// newMessage checks and normalises what the call gives, so that every message is a
+// valid HTTP/1.1 request (a refused one would be retried forever and stall the stream).
 func (c *Client) newMessage(call *accesslog.APICall) (*message, error) {
 	m := &message{id: sanitizeValue(call.RequestID), method: call.Method}
 	if m.id == "" {
@@ -55,9 +40,9 @@ func (c *Client) newMessage(call *accesslog.APICall) (*message, error) {
 	if validHost(call.Host) {
 		m.fwdHost = call.Host
 	}
-	m.host = c.nodeHost
+	m.host = c.nodeHostHdr
 	if c.cfg.HostMode == HostModeOriginal {
-		m.host = m.fwdHost
+		m.host = removeZone(m.fwdHost)
 	}
 	m.fwdFor = bareIP(call.SourceIP)
 	if call.UserAgent != "-" {
@@ -78,50 +63,123 @@ func (c *Client) newMessage(call *accesslog.APICall) (*message, error) {
 		// Opaque is written verbatim as the request target: the path goes as the log has it.
 		m.url.Opaque = target
 	}
+	m.target = target
 	return m, nil
 }
 
-// header returns the header of the given message kind, reusing the request's map
-// for the response when no attempt can still be reading it.
-func (c *Client) header(m *message, kind string) http.Header {
-	if m.hdr != nil && m.hdrKind == kind {
-		return m.hdr
-	}
-	if m.hdr != nil && kind == kindResponse && c.reusableHeader(m) {
-		m.hdr["User-Agent"] = noValue
-		m.hdrVals[3] = m.status
-		m.hdr[c.hResponseCode] = m.hdrVals[3:4:4]
-		m.hdrKind = kind
-		return m.hdr
-	}
-	h := make(http.Header, len(c.static)+6)
-	for k, v := range c.static {
-		h[k] = v
-	}
-	vals := make([]string, 4)
-	vals[0], vals[1], vals[2] = m.id, m.fwdHost, m.fwdFor
-	h[c.hRequestID] = vals[0:1:1]
-	h[c.hForwardedHost] = vals[1:2:2]
-	h[c.hForwardedFor] = vals[2:3:3]
-	// A present but empty User-Agent stops net/http from sending its own.
-	h["User-Agent"] = noValue
-	// A nil Idempotency-Key is not sent but lets net/http resend a message that failed on a
-	// reused keep-alive connection the node had just closed (no backoff needed there).
-	h["Idempotency-Key"] = nil
-	if kind == kindRequest {
-		if m.ua != "" {
-			vals[3] = m.ua
-			h["User-Agent"] = vals[3:4:4]
-		}
-	} else {
-		vals[3] = m.status
-		h[c.hResponseCode] = vals[3:4:4]
-	}
-	m.hdr, m.hdrKind, m.hdrVals, m.hdrDirty = h, kind, vals, false
-	return h
+// hdrField is where the value of a message header comes from.
+type hdrField uint8
+
+const (
+	fieldStatic hdrField = iota // line holds the whole header line
+	fieldID
+	fieldFwdHost
+	fieldFwdFor
+	fieldStatus
+)
+
+// hdrLine is one header of a message kind; line is "Name: " (or the whole line
+// with CRLF for a static header).
+type hdrLine struct {
+	line  string
+	field hdrField
 }
 
-var noValue = []string{""}
+// buildHeaderLines lays out the headers of each message kind in the order net/http
+// wrote them: after Host, User-Agent and Content-Length, sorted by name.
+func (c *Client) buildHeaderLines() {
+	type named struct {
+		name string
+		hdrLine
+	}
+	var base []named
+	for k, v := range c.static {
+		base = append(base, named{k, hdrLine{k + ": " + trimValue(v[0]) + "\r\n", fieldStatic}})
+	}
+	probe := slices.Clone(base)
+	base = append(base,
+		named{c.hRequestID, hdrLine{c.hRequestID + ": ", fieldID}},
+		named{c.hForwardedHost, hdrLine{c.hForwardedHost + ": ", fieldFwdHost}},
+		named{c.hForwardedFor, hdrLine{c.hForwardedFor + ": ", fieldFwdFor}})
+	resp := append(slices.Clone(base), named{c.hResponseCode, hdrLine{c.hResponseCode + ": ", fieldStatus}})
+	lines := func(ns []named) []hdrLine {
+		slices.SortFunc(ns, func(a, b named) int { return strings.Compare(a.name, b.name) })
+		out := make([]hdrLine, len(ns))
+		for i, n := range ns {
+			out[i] = n.hdrLine
+		}
+		return out
+	}
+	c.reqHdrs, c.respHdrs, c.probeHdrs = lines(base), lines(resp), lines(probe)
+}
+
+// appendMessage writes the message of the given kind (kindProbe: the health check)
+// into b, byte for byte as net/http wrote it.
+func (c *Client) appendMessage(b []byte, m *message, kind string) []byte {
+	var method, target, host string
+	var hdrs []hdrLine
+	switch kind {
+	case kindRequest:
+		method, target, host, hdrs = m.method, m.target, m.host, c.reqHdrs
+	case kindResponse:
+		method, target, host, hdrs = c.cfg.ResponseMethod, m.target, m.host, c.respHdrs
+	default:
+		method, target, host, hdrs = c.probeMethod, c.healthTarget, c.nodeHostHdr, c.probeHdrs
+	}
+	b = append(b, method...)
+	b = append(b, ' ')
+	b = append(b, target...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, host...)
+	b = append(b, "\r\n"...)
+	if kind == kindRequest && m.ua != "" {
+		b = append(b, "User-Agent: "...)
+		b = append(b, trimValue(m.ua)...)
+		b = append(b, "\r\n"...)
+	}
+	// A body-less message: no length for GET and HEAD, which means no body
+	// (RFC 9112 6.3), "Content-Length: 0" for every other method.
+	if kind != kindProbe && method != "GET" && method != "HEAD" {
+		b = append(b, "Content-Length: 0\r\n"...)
+	}
+	for _, h := range hdrs {
+		b = append(b, h.line...)
+		if h.field == fieldStatic {
+			continue
+		}
+		switch h.field {
+		case fieldID:
+			b = append(b, trimValue(m.id)...)
+		case fieldFwdHost:
+			b = append(b, m.fwdHost...)
+		case fieldFwdFor:
+			b = append(b, m.fwdFor...)
+		case fieldStatus:
+			b = append(b, m.status...)
+		}
+		b = append(b, "\r\n"...)
+	}
+	return append(b, "\r\n"...)
+}
+
+// trimValue drops a header value's leading and trailing blanks, as net/http did.
+func trimValue(s string) string { return strings.Trim(s, " \t") }
+
+// removeZone drops an IPv6 zone from a bracketed host, as net/http did for Host.
+func removeZone(host string) string {
+	if !strings.HasPrefix(host, "[") {
+		return host
+	}
+	i := strings.LastIndexByte(host, ']')
+	if i < 0 {
+		return host
+	}
+	j := strings.LastIndexByte(host[:i], '%')
+	if j < 0 {
+		return host
+	}
+	return host[:j] + host[i:]
+}
 
 // escapePath percent-encodes only the bytes that may not appear in a request-target
 // path (RFC 3986 pchar and "/"); existing %XX escapes are kept as they are, so the
@@ -217,7 +275,7 @@ func bareIP(s string) string {
 	return UnknownSourceIP
 }
 
-// sanitizeValue replaces control bytes, which net/http refuses in header values.
+// sanitizeValue replaces control bytes, which may not appear in header values.
 func sanitizeValue(s string) string {
 	if isHeaderValue(s) {
 		return s

@@ -5,6 +5,7 @@ import "github.com/prometheus/client_golang/prometheus"
 const (
 	kindRequest  = "request"
 	kindResponse = "response"
+	kindProbe    = "probe" // the health check (not a metric label)
 )
 
 type metrics struct {

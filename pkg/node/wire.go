@@ -1,0 +1,516 @@
+package node
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/textproto"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// The node client's own HTTP/1.1 transport. Each connection carries one exchange at
+// a time and bodies are empty, so an exchange runs synchronously on the caller's
+// goroutine: one Write of the whole message, then the reply is read from the
+// connection's bufio.Reader. No goroutine per connection, no channel hand-offs.
+
+const (
+	idleTimeout     = 90 * time.Second // an idle connection older than this is closed
+	maxHeaderBytes  = 64 << 10         // of a reply's status line and headers
+	max1xxReplies   = 5                // informational replies skipped before the final one
+	readBufferSize  = 4 << 10
+	maxKeptWriteBuf = 64 << 10 // a connection's write buffer grown past this is not kept
+)
+
+// aLongTimeAgo is a deadline in the past: setting it aborts pending I/O at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// wconn is one connection to the node.
+type wconn struct {
+	nc     net.Conn
+	br     *bufio.Reader
+	wbuf   []byte // the message being sent, rebuilt per exchange
+	used   bool   // carried an exchange before (a keep-alive connection)
+	idleAt time.Time
+	abort  func() // sets a past deadline; run by context.AfterFunc when the caller's ctx ends
+}
+
+// connPool bounds the connections to the node: a slot is held by every exchange
+// (dialing included); idle connections hold none, and a new connection is dialed
+// only when none is idle, so at most cap(slots) connections are open.
+type connPool struct {
+	slots chan struct{}
+	dial  func(ctx context.Context) (net.Conn, error)
+
+	mu          sync.Mutex
+	idle        []*wconn // LIFO: the most recently used is reused first
+	closing     bool     // set by closeIdle until the next get: returned connections are closed
+	reaper      *time.Timer
+	reaperArmed bool
+}
+
+func newConnPool(size int, dial func(context.Context) (net.Conn, error)) *connPool {
+	p := &connPool{slots: make(chan struct{}, size), dial: dial}
+	p.reaper = time.AfterFunc(time.Hour, p.reap)
+	p.reaper.Stop()
+	return p
+}
+
+// get waits for a slot (or ctx) and returns an idle connection or, with none idle or
+// fresh set, a new one. The slot is released by put or drop.
+func (p *connPool) get(ctx context.Context, fresh bool) (*wconn, error) {
+	select {
+	case p.slots <- struct{}{}:
+	default:
+		select {
+		case p.slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if !fresh {
+		p.mu.Lock()
+		p.closing = false
+		if n := len(p.idle); n > 0 {
+			wc := p.idle[n-1]
+			p.idle[n-1] = nil
+			p.idle = p.idle[:n-1]
+			p.mu.Unlock()
+			return wc, nil
+		}
+		p.mu.Unlock()
+	}
+	wc, err := p.newConn(ctx)
+	if err != nil {
+		<-p.slots
+		return nil, err
+	}
+	return wc, nil
+}
+
+func (p *connPool) newConn(ctx context.Context) (*wconn, error) {
+	nc, err := p.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	wc := &wconn{nc: nc, br: bufio.NewReaderSize(nc, readBufferSize)}
+	wc.abort = func() { _ = nc.SetDeadline(aLongTimeAgo) }
+	return wc, nil
+}
+
+// redial replaces wc (closed) by a new connection, keeping the slot.
+func (p *connPool) redial(ctx context.Context, wc *wconn) (*wconn, error) {
+	_ = wc.nc.Close()
+	nw, err := p.newConn(ctx)
+	if err != nil {
+		<-p.slots
+		return nil, err
+	}
+	return nw, nil
+}
+
+// put returns a connection after a complete exchange: kept idle for reuse when
+// keep, else closed. It releases the slot.
+func (p *connPool) put(wc *wconn, keep bool) {
+	if !keep {
+		p.drop(wc)
+		return
+	}
+	wc.used = true
+	if cap(wc.wbuf) > maxKeptWriteBuf {
+		wc.wbuf = nil
+	}
+	wc.idleAt = time.Now()
+	p.mu.Lock()
+	if p.closing {
+		p.mu.Unlock()
+		p.drop(wc)
+		return
+	}
+	p.idle = append(p.idle, wc)
+	if !p.reaperArmed {
+		p.reaperArmed = true
+		p.reaper.Reset(idleTimeout)
+	}
+	p.mu.Unlock()
+	<-p.slots
+}
+
+// drop closes a connection and releases its slot.
+func (p *connPool) drop(wc *wconn) {
+	_ = wc.nc.Close()
+	<-p.slots
+}
+
+// reap closes the connections idle for longer than idleTimeout (oldest first: the
+// bottom of the LIFO) and re-arms itself while any stay idle.
+func (p *connPool) reap() {
+	now := time.Now()
+	p.mu.Lock()
+	n := 0
+	for n < len(p.idle) && now.Sub(p.idle[n].idleAt) >= idleTimeout {
+		_ = p.idle[n].nc.Close()
+		n++
+	}
+	if n > 0 {
+		k := copy(p.idle, p.idle[n:])
+		clear(p.idle[k:])
+		p.idle = p.idle[:k]
+	}
+	if len(p.idle) > 0 {
+		p.reaper.Reset(idleTimeout - now.Sub(p.idle[0].idleAt))
+	} else {
+		p.reaperArmed = false
+	}
+	p.mu.Unlock()
+}
+
+// closeIdle closes the idle connections; connections in use are closed when
+// returned, until the pool is used again.
+func (p *connPool) closeIdle() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, wc := range p.idle {
+		_ = wc.nc.Close()
+		p.idle[i] = nil
+	}
+	p.idle = p.idle[:0]
+	p.closing = true
+	p.reaper.Stop()
+	p.reaperArmed = false
+}
+
+// dialNode opens a connection to the node: TCP within connect_timeout (the dialer's),
+// then, for https, the TLS handshake within reply_timeout.
+func (c *Client) dialNode(ctx context.Context) (net.Conn, error) {
+	nc, err := c.dialer.DialContext(ctx, "tcp", c.dialAddr)
+	if err != nil {
+		return nil, err
+	}
+	if c.tlsCfg == nil {
+		return nc, nil
+	}
+	tc := tls.Client(nc, c.tlsCfg)
+	_ = nc.SetDeadline(time.Now().Add(c.cfg.ReplyTimeout))
+	if err := tc.HandshakeContext(ctx); err != nil {
+		_ = nc.Close()
+		return nil, err
+	}
+	return tc, nil
+}
+
+// exchange sends one message (m as kind; kindProbe for the health check) and reads
+// the node's reply. A message that failed on a reused keep-alive connection before
+// any reply byte came (the node had closed it) is sent once more on a new
+// connection, without backoff, as net/http does for a replayable request.
+func (c *Client) exchange(ctx context.Context, m *message, kind string) (reply, error) {
+	wc, err := c.pool.get(ctx, false)
+	if err != nil {
+		return reply{}, err
+	}
+	r, keep, noReply, err := c.roundTrip(ctx, wc, m, kind)
+	if err != nil && noReply && wc.used && !isTimeout(err) && ctx.Err() == nil {
+		if wc, err = c.pool.redial(ctx, wc); err != nil {
+			return reply{}, err
+		}
+		r, keep, _, err = c.roundTrip(ctx, wc, m, kind)
+	}
+	c.pool.put(wc, keep && err == nil)
+	return r, err
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// roundTrip writes the message and reads the reply on wc. keep reports that the
+// connection may carry another exchange; noReply that not one reply byte came.
+func (c *Client) roundTrip(ctx context.Context, wc *wconn, m *message, kind string) (r reply, keep, noReply bool, err error) {
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, wc.abort)
+		defer func() {
+			if !stop() { // the deadline was or is being cut short: the connection is spent
+				keep = false
+			}
+		}()
+	}
+	// reply_timeout bounds the write and the reply's status line and headers.
+	if err = wc.nc.SetDeadline(time.Now().Add(c.cfg.ReplyTimeout)); err != nil {
+		return r, false, true, err
+	}
+	wc.wbuf = c.appendMessage(wc.wbuf[:0], m, kind)
+	if _, err = wc.nc.Write(wc.wbuf); err != nil {
+		return r, false, true, err
+	}
+	if _, err = wc.br.Peek(1); err != nil {
+		return r, false, true, err
+	}
+	h, err := readReplyHead(wc.br)
+	if err != nil {
+		return r, false, false, err
+	}
+	r.code = h.code
+	class := classifyStatus(r.code)
+	if class == retryable && h.retryAfter != "" {
+		r.retryAfter, r.hasRetryAfter = parseRetryAfter(h.retryAfter, time.Now())
+	}
+	keep = !h.close
+	method := c.probeMethod
+	switch kind {
+	case kindRequest:
+		method = m.method
+	case kindResponse:
+		method = c.cfg.ResponseMethod
+	}
+	if method == "HEAD" || r.code == 204 || r.code == 304 || r.code == 101 {
+		return r, keep && r.code != 101, false, nil
+	}
+	if !h.chunked && h.length == 0 {
+		return r, keep, false, nil // the usual empty reply: nothing more to read
+	}
+	// reply_timeout bounds the reading of the body too; a body that stalls or breaks
+	// costs the connection, not the reply.
+	if err := wc.nc.SetDeadline(time.Now().Add(c.cfg.ReplyTimeout)); err != nil {
+		return r, false, false, nil
+	}
+	var snip []byte
+	if class != accepted {
+		snip = make([]byte, 0, snippetBytes)
+	}
+	snip, clean := readBody(wc.br, h.length, h.chunked, snip)
+	if class != accepted {
+		r.snippet = string(bytes.ToValidUTF8(snip, []byte("?")))
+	}
+	return r, keep && clean, false, nil
+}
+
+// replyHead is what the client uses of a reply's status line and headers.
+type replyHead struct {
+	code       int
+	length     int64 // Content-Length; -1: none (body until close, unless chunked)
+	chunked    bool
+	close      bool // the connection must not be reused
+	retryAfter string
+}
+
+// readReplyHead reads the status line and headers of the final reply (1xx
+// informational replies before it are skipped).
+func readReplyHead(br *bufio.Reader) (replyHead, error) {
+	budget := maxHeaderBytes
+	for n1xx := 0; ; n1xx++ {
+		h, err := readOneHead(br, &budget)
+		if err != nil {
+			return h, err
+		}
+		if h.code < 100 || h.code > 199 || h.code == 101 {
+			return h, nil
+		}
+		if n1xx >= max1xxReplies {
+			return h, textproto.ProtocolError("malformed HTTP reply: too many 1xx informational responses")
+		}
+	}
+}
+
+func readOneHead(br *bufio.Reader, budget *int) (replyHead, error) {
+	h := replyHead{length: -1}
+	line, err := readLine(br, budget)
+	if err != nil {
+		return h, err
+	}
+	// Parsed as net/http does: "HTTP/x.y SP code [SP reason]".
+	proto, status, ok := bytes.Cut(line, []byte{' '})
+	if !ok {
+		return h, textproto.ProtocolError(fmt.Sprintf("malformed HTTP response %q", line))
+	}
+	status = bytes.TrimLeft(status, " ")
+	code, _, _ := bytes.Cut(status, []byte{' '})
+	if len(code) != 3 || !isDigit(code[0]) || !isDigit(code[1]) || !isDigit(code[2]) {
+		return h, textproto.ProtocolError(fmt.Sprintf("malformed HTTP status code %q", code))
+	}
+	h.code = int(code[0]-'0')*100 + int(code[1]-'0')*10 + int(code[2]-'0')
+	if len(proto) != 8 || string(proto[:5]) != "HTTP/" || !isDigit(proto[5]) || proto[6] != '.' || !isDigit(proto[7]) {
+		return h, textproto.ProtocolError(fmt.Sprintf("malformed HTTP version %q", proto))
+	}
+	major, minor := proto[5], proto[7] // line is the reader's buffer: read before the next line
+	closeTok, keepAlive := false, false
+	for {
+		line, err := readLine(br, budget)
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return h, err
+		}
+		if len(line) == 0 {
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			continue // obsolete line folding: a continuation of a header not used here
+		}
+		name, value, ok := bytes.Cut(line, []byte{':'})
+		if !ok {
+			return h, textproto.ProtocolError(fmt.Sprintf("malformed MIME header line: %q", line))
+		}
+		value = bytes.Trim(value, " \t")
+		// Framing errors are reason "connection", malformed lines "protocol", as with net/http.
+		switch {
+		case asciiEqualFold(name, "Content-Length"):
+			n, err := strconv.ParseUint(string(value), 10, 63)
+			if err != nil || len(value) == 0 || value[0] == '+' {
+				return h, fmt.Errorf("node reply: bad Content-Length %q", value)
+			}
+			if h.length >= 0 && h.length != int64(n) {
+				return h, errors.New("node reply: conflicting Content-Length headers")
+			}
+			h.length = int64(n)
+		case asciiEqualFold(name, "Transfer-Encoding"):
+			if h.chunked || !asciiEqualFold(value, "chunked") {
+				return h, fmt.Errorf("node reply: unsupported transfer encoding %q", value)
+			}
+			h.chunked = true
+		case asciiEqualFold(name, "Connection"):
+			for tok := range bytes.SplitSeq(value, []byte{','}) {
+				tok = bytes.Trim(tok, " \t")
+				if asciiEqualFold(tok, "close") {
+					closeTok = true
+				} else if asciiEqualFold(tok, "keep-alive") {
+					keepAlive = true
+				}
+			}
+		case asciiEqualFold(name, "Retry-After"):
+			if h.retryAfter == "" {
+				h.retryAfter = string(value)
+			}
+		}
+	}
+	switch {
+	case major != '1':
+		h.close = true
+	case minor == '0': // HTTP/1.0 keeps the connection only if it says keep-alive
+		h.close = closeTok || !keepAlive
+	default:
+		h.close = closeTok
+	}
+	if h.chunked {
+		h.length = -1
+	} else if h.length < 0 && h.code >= 200 && h.code != 204 && h.code != 304 {
+		h.close = true // the body runs until the node closes the connection
+	}
+	return h, nil
+}
+
+// readLine reads one line without its CRLF (or LF), charging it to budget. As net/http's
+// textproto reader, a last line cut by EOF is returned as a line; io.EOF comes only
+// when no byte was left.
+func readLine(br *bufio.Reader, budget *int) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	if err == bufio.ErrBufferFull { // a line longer than the buffer: rare, copy it
+		long := append([]byte(nil), line...)
+		for err == bufio.ErrBufferFull && len(long) <= *budget {
+			line, err = br.ReadSlice('\n')
+			long = append(long, line...)
+		}
+		line = long
+	}
+	*budget -= len(line)
+	if *budget < 0 {
+		return nil, fmt.Errorf("node: reply headers exceeded %d bytes; aborted", maxHeaderBytes)
+	}
+	if err != nil && !(err == io.EOF && len(line) > 0) {
+		return nil, err
+	}
+	line = bytes.TrimSuffix(line, []byte{'\n'})
+	return bytes.TrimSuffix(line, []byte{'\r'}), nil
+}
+
+// readBody consumes a reply body (Content-Length length, chunked, or until EOF when
+// length < 0 and not chunked), appending its first bytes to snip up to its capacity.
+// clean reports that the whole body was read within drainBytes, so the connection
+// can carry another exchange.
+func readBody(br *bufio.Reader, length int64, chunked bool, snip []byte) ([]byte, bool) {
+	budget := int64(drainBytes)
+	take := func(n int64) bool { // consumes n body bytes
+		if k := min(n, int64(cap(snip)-len(snip))); k > 0 {
+			got, err := io.ReadFull(br, snip[len(snip):len(snip)+int(k)])
+			snip = snip[:len(snip)+got]
+			if err != nil {
+				return false
+			}
+			n -= k
+		}
+		got, err := br.Discard(int(n))
+		return err == nil && int64(got) == n
+	}
+	switch {
+	case chunked:
+		var scratch = maxHeaderBytes
+		for {
+			line, err := readLine(br, &scratch)
+			if err != nil {
+				return snip, false
+			}
+			if i := bytes.IndexByte(line, ';'); i >= 0 {
+				line = line[:i]
+			}
+			n, err := strconv.ParseUint(string(bytes.Trim(line, " \t")), 16, 63)
+			if err != nil {
+				return snip, false
+			}
+			if n == 0 { // last chunk: skip trailers up to the empty line
+				for {
+					t, err := readLine(br, &scratch)
+					if err != nil {
+						return snip, false
+					}
+					if len(t) == 0 {
+						return snip, true
+					}
+				}
+			}
+			if budget -= int64(n); budget < 0 || !take(int64(n)) {
+				return snip, false
+			}
+			if crlf, err := readLine(br, &scratch); err != nil || len(crlf) != 0 {
+				return snip, false
+			}
+		}
+	case length >= 0:
+		if length > budget {
+			take(min(length, int64(cap(snip)-len(snip))))
+			return snip, false
+		}
+		return snip, take(length)
+	default: // until EOF: the connection is closed anyway
+		take(min(budget, int64(cap(snip)-len(snip))))
+		return snip, false
+	}
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// asciiEqualFold compares b with an ASCII string, ignoring case.
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		x, y := b[i], s[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
