@@ -845,7 +845,7 @@ func (d *run) shutdown() {
 	}
 	var alive []string
 	for _, p := range procs {
-		if groupAlive(p.pid()) {
+		if emulator.ProcessGroupAlive(p.pid()) {
 			alive = append(alive, fmt.Sprintf("%s (pgid %d)", p.name, p.pid()))
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wallarm/apigw-connector/internal/emulator"
 	"github.com/wallarm/apigw-connector/pkg/devnode"
 	"github.com/wallarm/apigw-connector/pkg/traffic"
 )
@@ -130,10 +131,10 @@ func TestProcStopKillsGroup(t *testing.T) {
 			}
 			// The grandchild is killed with the group; it may take a moment to be reaped by init.
 			deadline = time.Now().Add(5 * time.Second)
-			for groupAlive(p.pid()) && time.Now().Before(deadline) {
+			for emulator.ProcessGroupAlive(p.pid()) && time.Now().Before(deadline) {
 				time.Sleep(20 * time.Millisecond)
 			}
-			if groupAlive(p.pid()) {
+			if emulator.ProcessGroupAlive(p.pid()) {
 				t.Fatalf("process group %d still has members after stop", p.pid())
 			}
 		})

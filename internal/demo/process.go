@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"time"
+
+	"github.com/wallarm/apigw-connector/internal/emulator"
 )
 
 // proc is a child process the demo started. Each runs in its own process
@@ -36,7 +38,7 @@ func startProc(name string, cmd *exec.Cmd, logPath string) (*proc, error) {
 			cmd.Stderr = f
 		}
 	}
-	setProcessGroup(cmd)
+	emulator.SetProcessGroup(cmd)
 	if err := cmd.Start(); err != nil {
 		if logFile != nil {
 			logFile.Close()
@@ -71,11 +73,11 @@ func (p *proc) exited() bool {
 // returns only once the process has been reaped.
 func (p *proc) stop(grace time.Duration, now <-chan struct{}) {
 	if p.exited() {
-		killGroup(p.cmd, true) // anything it left in its group
+		emulator.KillProcessGroup(p.cmd, true) // anything it left in its group
 		return
 	}
 	if grace > 0 {
-		killGroup(p.cmd, false)
+		emulator.KillProcessGroup(p.cmd, false)
 		t := time.NewTimer(grace)
 		select {
 		case <-p.done:
@@ -84,7 +86,7 @@ func (p *proc) stop(grace time.Duration, now <-chan struct{}) {
 		}
 		t.Stop()
 	}
-	killGroup(p.cmd, true)
+	emulator.KillProcessGroup(p.cmd, true)
 	<-p.done
 }
 

@@ -29,3 +29,8 @@ func KillProcessGroup(cmd *exec.Cmd, hard bool) {
 	}
 	_ = syscall.Kill(-cmd.Process.Pid, sig)
 }
+
+// ProcessGroupAlive reports whether any process of the group led by pid is alive.
+func ProcessGroupAlive(pid int) bool {
+	return syscall.Kill(-pid, 0) == nil
+}
