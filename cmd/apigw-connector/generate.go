@@ -358,20 +358,10 @@ func (r *trafficRun) encode(group, stream string, evs []traffic.LogEvent, rec ge
 	return append(r.encode(group, stream, evs[:h], a), r.encode(group, stream, evs[h:], b)...)
 }
 
-// eventID builds a 56-digit id shaped like CloudWatch's: time prefix, random
-// digits, a sequence that keeps ids unique.
+// eventID builds the next event id (see traffic.EventID).
 func (r *trafficRun) eventID(ms int64) string {
 	r.eventSeq++
-	b := make([]byte, 0, 56)
-	b = strconv.AppendInt(b, ms, 10)
-	for len(b) < 20 {
-		b = append(b, '0')
-	}
-	s := strconv.FormatUint(r.eventSeq, 10)
-	for len(b) < 56-len(s) {
-		b = append(b, byte('0'+r.rng.IntN(10)))
-	}
-	return string(append(b, s...))
+	return traffic.EventID(ms, r.eventSeq, r.rng)
 }
 
 // run paces the generation with a ticker until --duration or --count, or ctx ends.

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"strconv"
 )
 
@@ -91,18 +92,24 @@ func (g *Generator) Events(api *API, n int) ([]LogEvent, []Call) {
 	return evs, calls
 }
 
-// eventID builds a 56-digit id shaped like CloudWatch's: timestamp-derived
-// prefix and a per-generator sequence, so ids are unique.
+// eventID builds the next event id of this generator.
 func (g *Generator) eventID(ms int64) string {
 	g.eventSeq++
+	return EventID(ms, g.eventSeq, g.rng)
+}
+
+// EventID builds a 56-digit id shaped like CloudWatch's: a prefix from the
+// event's time (epoch ms), random digits, and seq at the end, which keeps
+// the ids of one producer unique.
+func EventID(ms int64, seq uint64, rng *rand.Rand) string {
 	b := make([]byte, 0, 56)
 	b = strconv.AppendInt(b, ms, 10)
 	for len(b) < 20 {
 		b = append(b, '0')
 	}
-	s := strconv.FormatUint(g.eventSeq, 10)
+	s := strconv.FormatUint(seq, 10)
 	for len(b) < 56-len(s) {
-		b = append(b, byte('0'+g.rng.IntN(10)))
+		b = append(b, byte('0'+rng.IntN(10)))
 	}
 	return string(append(b, s...))
 }
