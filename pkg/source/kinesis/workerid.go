@@ -2,32 +2,26 @@ package kinesis
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/wallarm/apigw-connector/pkg/lease"
 )
 
 // defaultWorkerID names this worker in the lease table: the ECS task id when the container
 // metadata endpoint answers (stable for the task's life, readable in the console), else the
-// hostname plus a random suffix so two processes on one host never share an id.
+// lease.DefaultWorkerID (hostname plus a random suffix) so two processes on one host never share an id.
 func defaultWorkerID(ctx context.Context) string {
 	if uri := os.Getenv("ECS_CONTAINER_METADATA_URI_V4"); uri != "" {
 		if id, err := ecsTaskID(ctx, uri); err == nil && id != "" {
 			return id
 		}
 	}
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "worker"
-	}
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return host + "-" + hex.EncodeToString(b[:])
+	return lease.DefaultWorkerID()
 }
 
 func ecsTaskID(ctx context.Context, uri string) (string, error) {
