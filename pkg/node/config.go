@@ -290,17 +290,7 @@ func parseStatusPattern(p string) ([2]int, error) {
 }
 
 // isToken reports whether s is a non-empty RFC 9110 token (method or header name).
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !tokenChar[s[i]] {
-			return false
-		}
-	}
-	return true
-}
+func isToken(s string) bool { return allIn(s, &tokenChar) }
 
 var tokenChar = asciiSet("!#$%&'*+-.^_`|~")
 

@@ -228,17 +228,7 @@ func isHex(c byte) bool {
 var pathChar = asciiSet("-._~!$&'()*+,;=:@/")
 
 // validHost reports whether h can be sent as a Host header as is (ASCII host[:port]).
-func validHost(h string) bool {
-	if h == "" {
-		return false
-	}
-	for i := 0; i < len(h); i++ {
-		if !hostChar[h[i]] {
-			return false
-		}
-	}
-	return true
-}
+func validHost(h string) bool { return allIn(h, &hostChar) }
 
 var hostChar = asciiSet("!$%&'()*+,-.:;=[]_~")
 
@@ -255,6 +245,19 @@ func asciiSet(extra string) (t [256]bool) {
 		t[extra[i]] = true
 	}
 	return t
+}
+
+// allIn reports whether s is non-empty and every byte of it is in set.
+func allIn(s string, set *[256]bool) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !set[s[i]] {
+			return false
+		}
+	}
+	return true
 }
 
 // bareIP returns the call's client address without a port (nodes before 0.22.1
