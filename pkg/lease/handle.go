@@ -73,13 +73,23 @@ func (h *Handle) Lost() <-chan struct{} { return h.h.lostCh }
 // worker still holding the lease at the counter it knows. ErrLeaseLost when
 // it does not (nothing is written, and the processor's ctx is cancelled).
 func (h *Handle) SaveCheckpoint(ctx context.Context, seq string) error {
+	return h.SaveCheckpointAt(ctx, seq, 0)
+}
+
+// SaveCheckpointAt is SaveCheckpoint with a sub-sequence number: the last
+// processed sub-record of a KPL-aggregated record (0 for plain records), as
+// the Java KCL writes checkpointSubSequenceNumber.
+func (h *Handle) SaveCheckpointAt(ctx context.Context, seq string, sub int64) error {
+	if sub < 0 {
+		return errors.New("save checkpoint: negative sub-sequence number")
+	}
 	if seq == "" {
 		return errors.New("save checkpoint: empty sequence number")
 	}
 	if seq == ShardEnd {
 		return errors.New("save checkpoint: use ShardEnded for SHARD_END")
 	}
-	return h.c.writeCheckpoint(ctx, h.h, seq, nil)
+	return h.c.writeCheckpoint(ctx, h.h, seq, sub, nil)
 }
 
 // ShardEnded checkpoints SHARD_END with the child shard ids (from the last
@@ -87,14 +97,14 @@ func (h *Handle) SaveCheckpoint(ctx context.Context, seq string) error {
 // get leases and start at once. The processor should then return; the lease
 // is released when it does.
 func (h *Handle) ShardEnded(ctx context.Context, childShardIDs []string) error {
-	if err := h.c.writeCheckpoint(ctx, h.h, ShardEnd, childShardIDs); err != nil {
+	if err := h.c.writeCheckpoint(ctx, h.h, ShardEnd, 0, childShardIDs); err != nil {
 		return err
 	}
 	h.c.noteShardEnded(h.h.key, childShardIDs)
 	return nil
 }
 
-func (c *Coordinator) writeCheckpoint(ctx context.Context, hl *heldLease, seq string, children []string) error {
+func (c *Coordinator) writeCheckpoint(ctx context.Context, hl *heldLease, seq string, sub int64, children []string) error {
 	op := "checkpoint"
 	if seq == ShardEnd {
 		op = "shard_end"
@@ -108,9 +118,9 @@ func (c *Coordinator) writeCheckpoint(ctx context.Context, hl *heldLease, seq st
 		hl.mu.Unlock()
 		return fmt.Errorf("write checkpoint for %s: %w", hl.key, ErrShardEnded)
 	}
-	err := c.tbl.checkpoint(ctx, hl.key, hl.counter, c.cfg.WorkerID, seq, 0, children)
+	err := c.tbl.checkpoint(ctx, hl.key, hl.counter, c.cfg.WorkerID, seq, sub, children)
 	if isConditionalFailure(err) && c.reconcileLocked(ctx, hl) {
-		err = c.tbl.checkpoint(ctx, hl.key, hl.counter, c.cfg.WorkerID, seq, 0, children)
+		err = c.tbl.checkpoint(ctx, hl.key, hl.counter, c.cfg.WorkerID, seq, sub, children)
 	}
 	noteUnsureLocked(hl, err)
 	if err == nil {
