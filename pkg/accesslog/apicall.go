@@ -7,7 +7,14 @@ import "time"
 // Fields the line does not carry (or carries as "-") are zero; Has* flags tell a
 // zero value from a missing one where zero is meaningful.
 type APICall struct {
-	RequestID     string // $context.requestId
+	RequestID string // $context.requestId (a client can set it: not unique)
+	// ExtendedRequestID is $context.extendedRequestId (REST APIs only), which
+	// API Gateway generates and a client cannot override.
+	ExtendedRequestID string
+	// NodeID is the id the node receives for this call: unique per log event,
+	// the same when that event is delivered again. Set by the pipeline; empty
+	// means RequestID is sent as is.
+	NodeID        string
 	Method        string // $context.httpMethod, upper case
 	Host          string // $context.domainName
 	Path          string // $context.path as called (REST default endpoint: includes the stage)

@@ -27,7 +27,11 @@ type message struct {
 // newMessage checks and normalises what the call gives, so that every message is a
 // valid HTTP/1.1 request (a refused one would be retried forever and stall the stream).
 func (c *Client) newMessage(call *accesslog.APICall) (*message, error) {
-	m := &message{id: sanitizeValue(call.RequestID), method: call.Method}
+	id := call.NodeID
+	if id == "" {
+		id = call.RequestID
+	}
+	m := &message{id: sanitizeValue(id), method: call.Method}
 	if m.id == "" {
 		// Request ids pair the two messages; without one, make a unique one for this delivery.
 		m.id = "apigw-connector-" + strconv.FormatUint(rand.Uint64(), 16) + strconv.FormatUint(rand.Uint64(), 16)
