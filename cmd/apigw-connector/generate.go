@@ -59,7 +59,6 @@ type genOptions struct {
 	routeKeys   bool
 	control     bool
 	progress    time.Duration
-	logStreamsN int
 }
 
 func cmdGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -90,12 +90,6 @@ func (p *proc) stop(grace time.Duration, now <-chan struct{}) {
 	<-p.done
 }
 
-// wait waits for the process to end by itself and returns its exit error.
-func (p *proc) wait() error {
-	<-p.done
-	return p.err
-}
-
 // exitCode is the process's exit code, or -1.
 func (p *proc) exitCode() int {
 	var ee *exec.ExitError
