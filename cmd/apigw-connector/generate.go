@@ -42,23 +42,23 @@ const (
 
 // genOptions are the parsed flags of generate.
 type genOptions struct {
-	rate        float64
-	duration    time.Duration
-	count       int64
-	apis        int
-	endpoints   int
-	errorShare  float64
-	seed        int64
-	minEvents   int
-	maxEvents   int
-	format      string
-	out         string // "" = no file output
-	stream      string
-	manifest    string
-	start       time.Time // zero: wall-clock timestamps
-	routeKeys   bool
-	control     bool
-	progress    time.Duration
+	rate       float64
+	duration   time.Duration
+	count      int64
+	apis       int
+	endpoints  int
+	errorShare float64
+	seed       int64
+	minEvents  int
+	maxEvents  int
+	format     string
+	out        string // "" = no file output
+	stream     string
+	manifest   string
+	start      time.Time // zero: wall-clock timestamps
+	routeKeys  bool
+	control    bool
+	progress   time.Duration
 }
 
 func cmdGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
