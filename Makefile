@@ -56,3 +56,9 @@ demo:
 .PHONY: bench-drain
 bench-drain:
 	scripts/bench-drain.sh
+
+# The lease layer at fleet size (256 shards, 8 in-process workers, 10 s failover):
+# balance time, flapping, recovery after 2 workers die, table calls vs the Java KCL.
+.PHONY: bench-fleet
+bench-fleet:
+	scripts/bench-fleet.sh
