@@ -10,6 +10,10 @@ FUZZTIME="${FUZZTIME:-10s}"
 echo "== go vet"
 go vet ./...
 
+echo "== staticcheck"
+command -v staticcheck >/dev/null || { echo "staticcheck not found: go install honnef.co/go/tools/cmd/staticcheck@v0.8.2 (.ci/run does) and put \$(go env GOPATH)/bin on PATH" >&2; exit 1; }
+staticcheck ./...
+
 echo "== go test -race"
 go test -race -count=1 -timeout 25m ./...
 
