@@ -1,178 +1,27 @@
 package devnode
 
 import (
-	"cmp"
-	"slices"
-	"strings"
-	"sync"
 	"time"
+
+	"github.com/wallarm/apigw-connector/pkg/inventory"
 )
 
-// Endpoint is one inventory entry: an API operation seen in completed calls.
-type Endpoint struct {
-	Host   string `json:"host"`
-	Method string `json:"method"`
-	// Path is the path template: numeric, UUID and hex-id segments become {id}.
-	Path  string `json:"path"`
-	Calls int64  `json:"calls"`
-	// Statuses counts calls by the status their response message carried.
-	Statuses  map[int]int64 `json:"statuses"`
-	FirstSeen time.Time     `json:"first_seen"`
-	LastSeen  time.Time     `json:"last_seen"`
-}
-
-type endpointKey struct{ host, method, path string }
-
-type endpointStats struct {
-	calls    int64
-	statuses map[int]int64
-	first    time.Time
-	last     time.Time
-}
-
-// inventory aggregates completed calls. One lock is enough: the critical section is a
-// map update, far cheaper than the HTTP exchange around it.
-type inventory struct {
-	mu  sync.Mutex
-	eps map[endpointKey]*endpointStats
-}
-
-func newInventory() *inventory {
-	return &inventory{eps: make(map[endpointKey]*endpointStats)}
-}
-
-func (inv *inventory) add(host, method, path string, status int, at time.Time) {
-	k := endpointKey{host: host, method: method, path: FoldPath(path)}
-	inv.mu.Lock()
-	defer inv.mu.Unlock()
-	e := inv.eps[k]
-	if e == nil {
-		e = &endpointStats{statuses: make(map[int]int64, 2), first: at, last: at}
-		inv.eps[k] = e
-	}
-	e.calls++
-	e.statuses[status]++
-	// Calls complete concurrently, so arrival order is not time order.
-	if at.Before(e.first) {
-		e.first = at
-	}
-	if at.After(e.last) {
-		e.last = at
-	}
-}
-
-// snapshot returns the endpoints sorted by host, path, method.
-func (inv *inventory) snapshot() []Endpoint {
-	inv.mu.Lock()
-	out := make([]Endpoint, 0, len(inv.eps))
-	for k, e := range inv.eps {
-		st := make(map[int]int64, len(e.statuses))
-		for code, n := range e.statuses {
-			st[code] = n
-		}
-		out = append(out, Endpoint{
-			Host: k.host, Method: k.method, Path: k.path,
-			Calls: e.calls, Statuses: st,
-			FirstSeen: e.first.UTC(), LastSeen: e.last.UTC(),
-		})
-	}
-	inv.mu.Unlock()
-	slices.SortFunc(out, func(a, b Endpoint) int {
-		return cmp.Or(cmp.Compare(a.Host, b.Host), cmp.Compare(a.Path, b.Path), cmp.Compare(a.Method, b.Method))
-	})
-	return out
-}
+// Endpoint is one inventory entry (see package inventory).
+type Endpoint = inventory.Endpoint
 
 // IDSegment replaces path segments that look like identifiers.
-const IDSegment = "{id}"
+const IDSegment = inventory.IDSegment
 
-// FoldPath turns a concrete path into a template by replacing each segment that is
-// numeric, a UUID, or a hex id (at least 8 hex digits, one of them a decimal digit,
-// so words like "deadbeef" or "facade" stay) with {id}.
-func FoldPath(p string) string {
-	// Fast path: most paths are short; only allocate when a segment folds.
-	var b strings.Builder
-	folded := false
-	start := 0
-	for i := 0; i <= len(p); i++ {
-		if i < len(p) && p[i] != '/' {
-			continue
-		}
-		seg := p[start:i]
-		if isIDSegment(seg) {
-			if !folded {
-				folded = true
-				b.Grow(len(p))
-				b.WriteString(p[:start])
-			}
-			b.WriteString(IDSegment)
-		} else if folded {
-			b.WriteString(seg)
-		}
-		if i < len(p) && folded {
-			b.WriteByte('/')
-		}
-		start = i + 1
-	}
-	if !folded {
-		return p
-	}
-	return b.String()
+// FoldPath turns a concrete path into a template (see inventory.FoldPath).
+func FoldPath(p string) string { return inventory.FoldPath(p) }
+
+// inventoryView is the devnode's view of the shared inventory.
+type inventoryView struct{ *inventory.Inventory }
+
+func newInventory() inventoryView { return inventoryView{inventory.New()} }
+
+func (v inventoryView) add(host, method, path string, status int, at time.Time) {
+	v.Add(host, method, path, status, at)
 }
 
-func isIDSegment(s string) bool {
-	if s == "" {
-		return false
-	}
-	return isDecimal(s) || isUUID(s) || isHexID(s)
-}
-
-func isDecimal(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-func isHexDigit(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
-}
-
-// isUUID matches the 8-4-4-4-12 hex form of any version.
-func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		switch i {
-		case 8, 13, 18, 23:
-			if s[i] != '-' {
-				return false
-			}
-		default:
-			if !isHexDigit(s[i]) {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-func isHexID(s string) bool {
-	if len(s) < 8 {
-		return false
-	}
-	digit := false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !isHexDigit(c) {
-			return false
-		}
-		if c >= '0' && c <= '9' {
-			digit = true
-		}
-	}
-	return digit
-}
+func (v inventoryView) snapshot() []Endpoint { return v.Snapshot() }

@@ -37,7 +37,7 @@ type Server struct {
 	sleeping   atomic.Int64 // replies waiting on latency, for tests
 
 	pairs    *pairing
-	inv      *inventory
+	inv      inventoryView
 	counters counters
 	metrics  *metrics
 
