@@ -129,6 +129,8 @@ func newStack(t *testing.T, name string, params map[string]string) *stack {
 			s.params[pname] = v
 		} else if d, ok := obj(p)["Default"]; ok {
 			s.params[pname] = scalar(d)
+		} else {
+			s.params[pname] = "{Param:" + pname + "}" // required, not given: a marker
 		}
 	}
 	for k := range params {
