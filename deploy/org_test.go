@@ -470,6 +470,7 @@ func TestStatefulResourcesRetained(t *testing.T) {
 	want := map[string][]string{
 		"kinesis-ecs.yaml": {"Stream", "LeaseTable", "ConnectorLogGroup"},
 		"firehose.yaml":    {"AccessKeySecret", "DeliveryLogGroup", "BackupBucket"},
+		"lambda.yaml":      {"FailureQueue"},
 	}
 	for name, ids := range want {
 		raw := rawTemplate(t, name)
