@@ -495,3 +495,15 @@ func TestServiceLeavesDesiredCountToAutoScaling(t *testing.T) {
 		t.Errorf("Service DesiredCount %v: every update would reset the count auto scaling set", d)
 	}
 }
+
+// `aws cloudformation deploy --template-file` sends the template inline,
+// which CloudFormation accepts up to 51,200 bytes (larger ones need an S3
+// bucket, which the README's commands do not pass).
+func TestTemplatesFitInlineBody(t *testing.T) {
+	t.Parallel()
+	for _, name := range templateNames {
+		if l := loadTemplate(t, name); len(l.text) > 51200 {
+			t.Errorf("%s is %d bytes, above CloudFormation's 51,200-byte inline template limit", name, len(l.text))
+		}
+	}
+}
