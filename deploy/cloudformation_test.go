@@ -100,7 +100,27 @@ func TestParameterPatternsRejectBadInput(t *testing.T) {
 		{"kinesis-ecs.yaml", "NodeUrl", "node.internal:5050", true},
 		{"kinesis-ecs.yaml", "NodeUrl", "https://node.internal:5050", false},
 		{"kinesis-ecs.yaml", "LogGroupName", "API-Gateway-Access-Logs_abc/prod", true},
-		{"kinesis-ecs.yaml", "LogGroupName", "", false},
+		{"kinesis-ecs.yaml", "LogGroupName", "", true}, // SubscriptionScope Account; a Rule requires it for LogGroups
+		{"kinesis-ecs.yaml", "LogGroupName", "bad group", false},
+		{"kinesis-ecs.yaml", "ApplicationName", "apigw.connector", false},      // ECS names have no "."
+		{"kinesis-ecs.yaml", "ApplicationName", strings.Repeat("a", 63), true}, // a DNS label
+		{"kinesis-ecs.yaml", "ApplicationName", strings.Repeat("a", 64), false},
+		{"kinesis-ecs.yaml", "ApplicationName", "-apigw", false},
+		{"kinesis-ecs.yaml", "ApplicationName", "apigw_connector-2", true},
+		{"kinesis-ecs.yaml", "ExcludedLogGroupNames", "/aws/lambda/a,/aws/lambda/b", true},
+		{"kinesis-ecs.yaml", "ExcludedLogGroupNames", "/aws/lambda/a, /aws/lambda/b", false},
+		{"kinesis-ecs.yaml", "AccountFilterPattern", `{ $.httpMethod = "GET" }`, false}, // would break the policy's JSON
+		{"firehose.yaml", "EndpointUrl", "https://connector.example.com:443/firehose", true},
+		{"firehose.yaml", "EndpointUrl", "https://connector.example.com:8443/firehose", false},
+		{"central-destination.yaml", "SenderAccountIds", "111111111111,222222222222", true},
+		{"central-destination.yaml", "SenderAccountIds", "111111111111, 222222222222", false},
+		{"central-destination.yaml", "SenderAccountIds", "11111111111", false},
+		{"central-destination.yaml", "OrganizationId", "o-a1b2c3d4e5", true},
+		{"central-destination.yaml", "OrganizationId", "r-a1b2", false},
+		{"central-destination.yaml", "StreamArn", "arn:aws:kinesis:eu-west-1:999999999999:stream/apigw-access-logs", true},
+		{"central-destination.yaml", "StreamArn", "arn:aws:firehose:eu-west-1:999999999999:deliverystream/x", false},
+		{"source-account.yaml", "CentralAccountId", "999999999999", true},
+		{"source-account.yaml", "CentralAccountId", "arn:aws:iam::999999999999:root", false},
 		{"kinesis-ecs.yaml", "LogGroupName2", "", true},
 		{"kinesis-ecs.yaml", "ApplicationName", "ab", false},
 		{"kinesis-ecs.yaml", "AlarmTopicArn", "arn:aws:sns:eu-west-1:123456789012:ops", true},
@@ -215,6 +235,17 @@ var wantRoles = map[string]map[string]struct {
 			{[]string{"firehose:PutRecord"}, []string{"{GetAtt:DeliveryStream.Arn}"}},
 		}},
 	},
+	"central-destination.yaml": {
+		"DestinationRole": {"logs.amazonaws.com", []statement{
+			{[]string{"kinesis:PutRecord"}, []string{"{Ref:StreamArn}"}},
+		}},
+	},
+	"source-account.yaml": {
+		// AWS's documented permission for the organization validation role.
+		"SubscriptionRole": {"logs.amazonaws.com", []statement{
+			{[]string{"logs:PutLogEvents"}, []string{"arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*"}},
+		}},
+	},
 	"lambda.yaml": {
 		"FunctionRole": {"lambda.amazonaws.com", []statement{
 			{[]string{"logs:CreateLogStream", "logs:PutLogEvents"}, []string{"{GetAtt:FunctionLogGroup.Arn}"}},
@@ -223,6 +254,20 @@ var wantRoles = map[string]map[string]struct {
 		}},
 	},
 }
+
+// The documented confused-deputy conditions: CloudWatch Logs roles
+// (aws:SourceArn arn:<partition>:logs:<region>:<account>:*) and Firehose
+// roles (sts:ExternalId = the account id).
+var (
+	logsTrust = map[string]any{"StringLike": map[string]any{
+		"aws:SourceArn": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:*"}}
+	wantTrustConditions = map[string]any{
+		"kinesis-ecs.yaml/LogsToKinesisRole":   logsTrust,
+		"firehose.yaml/LogsToFirehoseRole":     logsTrust,
+		"source-account.yaml/SubscriptionRole": logsTrust,
+		"firehose.yaml/FirehoseRole":           map[string]any{"StringEquals": map[string]any{"sts:ExternalId": "{Ref:AWS::AccountId}"}},
+	}
+)
 
 // Resource "*" is allowed only where AWS offers no resource-level permission.
 var wildcardExceptions = map[string]string{
@@ -264,15 +309,16 @@ func TestIAMLeastPrivilege(t *testing.T) {
 				if got := strs(path(tstmts[0], "Principal", "Service")); !reflect.DeepEqual(got, []string{want[id].principal}) {
 					t.Errorf("%s: trusted services %v, want %s", id, got, want[id].principal)
 				}
-				if want[id].principal == "logs.amazonaws.com" {
-					arns := strs(path(tstmts[0], "Condition", "StringLike", "aws:SourceArn"))
-					if len(arns) == 0 {
-						t.Errorf("%s: trusts CloudWatch Logs without an aws:SourceArn condition (confused deputy)", id)
+				// Service trust in AWS's documented form, exactly (the
+				// cross-account destination role is checked per mode in
+				// TestCentralDestination).
+				if wantCond, ok := wantTrustConditions[name+"/"+id]; ok {
+					if got := path(tstmts[0], "Condition"); !reflect.DeepEqual(got, wantCond) {
+						t.Errorf("%s: trust condition %v, want AWS's documented %v", id, got, wantCond)
 					}
-					for _, a := range arns {
-						if !strings.Contains(a, ":log-group:${LogGroupName") {
-							t.Errorf("%s: aws:SourceArn %q is not one of the subscribed log groups", id, a)
-						}
+				} else if p := want[id].principal; p == "logs.amazonaws.com" || p == "firehose.amazonaws.com" {
+					if name+"/"+id != "central-destination.yaml/DestinationRole" {
+						t.Errorf("%s trusts %s with no reviewed condition in wantTrustConditions (confused deputy)", id, p)
 					}
 				}
 				// Permissions: exact actions and resources.

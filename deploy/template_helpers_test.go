@@ -21,7 +21,7 @@ import (
 	"github.com/wallarm/apigw-connector/pkg/config"
 )
 
-var templateNames = []string{"kinesis-ecs.yaml", "firehose.yaml", "lambda.yaml"}
+var templateNames = []string{"kinesis-ecs.yaml", "firehose.yaml", "lambda.yaml", "central-destination.yaml", "source-account.yaml"}
 
 // loaded is one template, typed (goformation) and as the processed JSON tree
 // (for properties goformation's schema lacks, e.g. SecretsManagerConfiguration).
