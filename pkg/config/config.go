@@ -74,6 +74,26 @@ type DecodeConfig struct {
 type AccessLogConfig struct {
 	// Fields maps each APICall field to the access-log keys tried in order.
 	Fields accesslog.Mapping `yaml:"fields"`
+	// DefaultHost is the API host of lines without a domainName.
+	DefaultHost string `yaml:"default_host"`
+	// HostsByLogGroup maps a log group name to the API host of its lines
+	// without a domainName; it wins over DefaultHost. The environment takes
+	// it as group=host,group2=host2 (log group names hold neither = nor ,).
+	HostsByLogGroup map[string]string `yaml:"hosts_by_log_group"`
+	// Region, with the line's apiId (or an API-Gateway-Execution-Logs_{apiId}/{stage}
+	// log group), names the default endpoint {apiId}.execute-api.{region}.amazonaws.com;
+	// empty: AWS_REGION.
+	Region string `yaml:"region"`
+}
+
+// HostRules are the pipeline's host settings: the access_log ones, the
+// region falling back to AWS_REGION.
+func (a AccessLogConfig) HostRules(getenv func(string) string) pipeline.HostRules {
+	region := strings.TrimSpace(a.Region)
+	if region == "" && getenv != nil {
+		region = strings.TrimSpace(getenv("AWS_REGION"))
+	}
+	return pipeline.HostRules{DefaultHost: strings.TrimSpace(a.DefaultHost), HostsByLogGroup: a.HostsByLogGroup, Region: region}
 }
 
 // Default returns every setting at its default.
@@ -127,6 +147,7 @@ func Load(path string, getenv func(string) string, environ []string) (Config, er
 		cfg.Node.HealthPath = ""
 	}
 	cfg.Pipeline.Workers = cfg.Node.Concurrency
+	cfg.Pipeline.Hosts = cfg.AccessLog.HostRules(getenv)
 	return cfg, nil
 }
 
@@ -178,6 +199,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.Node.Validate(); err != nil {
 		return c.nodeURLError(err)
+	}
+	if err := c.AccessLog.HostRules(nil).Validate(); err != nil {
+		return err
 	}
 	for _, v := range []interface{ Validate() error }{c.Pipeline, c.AccessLog.Fields, c.Metrics, c.Log} {
 		if err := v.Validate(); err != nil {
