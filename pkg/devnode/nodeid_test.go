@@ -71,6 +71,9 @@ func TestOwnHostIsFlagged(t *testing.T) {
 	if st.OwnHost != want || st.OwnHostSeen == "" {
 		t.Fatalf("/stats own_host %d %q, want %d and the host", st.OwnHost, st.OwnHostSeen, want)
 	}
+	if code, body := n.send(t, msg{method: "GET", path: "/"}); code != http.StatusOK || !strings.Contains(body, "own address as the API's host") {
+		t.Fatalf("UI %d does not flag the own-address calls:\n%s", code, body)
+	}
 }
 
 func TestLogRequestID(t *testing.T) {
