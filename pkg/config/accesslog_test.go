@@ -63,6 +63,8 @@ func TestAccessLogHostSettingsValidate(t *testing.T) {
 		{[]string{"APIGW_CONNECTOR_ACCESS_LOG_DEFAULT_HOST", "https://api.example.com/"}, []string{"access_log.default_host", "APIGW_CONNECTOR_ACCESS_LOG_DEFAULT_HOST", "api.example.com"}},
 		{[]string{"APIGW_CONNECTOR_ACCESS_LOG_HOSTS_BY_LOG_GROUP", "g=a b"}, []string{"access_log.hosts_by_log_group", "group=host,group2=host2"}},
 		{[]string{"APIGW_CONNECTOR_ACCESS_LOG_REGION", "Frankfurt"}, []string{"access_log.region", "APIGW_CONNECTOR_ACCESS_LOG_REGION"}},
+		{[]string{"APIGW_CONNECTOR_ACCESS_LOG_DEFAULT_HOST", "127.0.0.1:5050"}, []string{"access_log.default_host", "node's own address", "APIGW_CONNECTOR_ACCESS_LOG_DEFAULT_HOST"}},
+		{[]string{"APIGW_CONNECTOR_ACCESS_LOG_HOSTS_BY_LOG_GROUP", "g=127.0.0.1"}, []string{"access_log.hosts_by_log_group", "node's own address"}},
 	}
 	for _, tc := range tests {
 		getenv, environ := env(append([]string{"APIGW_CONNECTOR_NODE_URL", "http://127.0.0.1:5050"}, tc.env...)...)

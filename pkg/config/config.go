@@ -86,6 +86,29 @@ type AccessLogConfig struct {
 	Region string `yaml:"region"`
 }
 
+// notNodeHost refuses a host setting naming the node itself: the inventory
+// would file the API under the node's name, which is what the settings exist
+// to prevent.
+func (a AccessLogConfig) notNodeHost(nodeURL string) error {
+	u, err := url.Parse(nodeURL)
+	if err != nil || u.Host == "" {
+		return nil
+	}
+	same := func(h string) bool {
+		h = strings.TrimSpace(h)
+		return strings.EqualFold(h, u.Host) || strings.EqualFold(h, u.Hostname())
+	}
+	if same(a.DefaultHost) {
+		return fmt.Errorf("access_log.default_host %q is the node's own address (node.url): set access_log.default_host (env %sACCESS_LOG_DEFAULT_HOST) to the API's domain, e.g. api.example.com", a.DefaultHost, EnvPrefix)
+	}
+	for g, h := range a.HostsByLogGroup {
+		if same(h) {
+			return fmt.Errorf("access_log.hosts_by_log_group[%q] %q is the node's own address (node.url): set it to the API's domain (env %sACCESS_LOG_HOSTS_BY_LOG_GROUP=group=host,group2=host2)", g, h, EnvPrefix)
+		}
+	}
+	return nil
+}
+
 // HostRules are the pipeline's host settings: the access_log ones, the
 // region falling back to AWS_REGION.
 func (a AccessLogConfig) HostRules(getenv func(string) string) pipeline.HostRules {
@@ -201,6 +224,9 @@ func (c Config) Validate() error {
 		return c.nodeURLError(err)
 	}
 	if err := c.AccessLog.HostRules(nil).Validate(); err != nil {
+		return err
+	}
+	if err := c.AccessLog.notNodeHost(c.Node.URL); err != nil {
 		return err
 	}
 	for _, v := range []interface{ Validate() error }{c.Pipeline, c.AccessLog.Fields, c.Metrics, c.Log} {
