@@ -71,3 +71,26 @@ func TestOccurrencesStartOverPerRecord(t *testing.T) {
 		t.Fatalf("occurrences %v, want %v", got, want)
 	}
 }
+
+// BenchmarkNodeID is the per-event cost the node id adds to submitLine.
+func BenchmarkNodeID(b *testing.B) {
+	call := &accesslog.APICall{RequestID: "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"}
+	meta := &cwlogs.Meta{LogGroup: "/aws/apigateway/shop-prod", LogStream: "0123456789abcdef0123456789abcdef"}
+	line := []byte(`{"requestId":"c6af9ac6-7b61-11e6-9a41-93e8deadbeef","httpMethod":"GET","path":"/prod/pets/42","status":"200","domainName":"abc123.execute-api.us-east-1.amazonaws.com","sourceIp":"203.0.113.7","userAgent":"curl/8.10.1","requestTimeEpoch":"1795515330123"}`)
+	b.Run("envelope", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			k := envelopeKey(meta, "37190000000000000000000000000000000000000000000000000001")
+			_ = nodeID(call, &k)
+		}
+	})
+	b.Run("line", func(b *testing.B) {
+		var o occurrences
+		b.ReportAllocs()
+		for range b.N {
+			sum := sha256.Sum256(line)
+			k := lineKey(sum, o.next("r", sum))
+			_ = nodeID(call, &k)
+		}
+	})
+}
