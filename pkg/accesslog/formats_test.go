@@ -192,3 +192,18 @@ func TestNestedKeyValidation(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkParseNested parses a hand-written nested format with dot-path keys.
+func BenchmarkParseNested(b *testing.B) {
+	line := []byte(`{"requestId":"c6af9ac6-7b61-11e6-9a41-93e8deadbeef","httpMethod":"GET","path":"/prod/pets/42","status":"200","domainName":"abc123.execute-api.us-east-1.amazonaws.com","identity":{"sourceIp":"203.0.113.7","userAgent":"curl/8.10.1","caller":"-"},"requestTimeEpoch":"1795515330123"}`)
+	p, err := accesslog.NewParser(accesslog.DefaultMapping())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for range b.N {
+		if c, err := p.Parse(line); err != nil || c.SourceIP == "" {
+			b.Fatal(c, err)
+		}
+	}
+}

@@ -11,8 +11,8 @@ import (
 // choose their own access-log format, so every field is a list of key names
 // tried in order: the first one present with a value wins. A key with dots
 // ("identity.sourceIp") also matches the nested value {"identity":{"sourceIp":..}}
-// of hand-written nested formats; the literal key "identity.sourceIp" still
-// matches too.
+// of hand-written nested formats (among a line's first 48 keys); the
+// literal key "identity.sourceIp" still matches too.
 type Mapping struct {
 	RequestID          []string `yaml:"request_id"`
 	ExtendedRequestID  []string `yaml:"extended_request_id"` // $context.extendedRequestId (REST APIs)

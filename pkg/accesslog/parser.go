@@ -369,7 +369,6 @@ func (p *Parser) scan(line []byte, vals *[numFields]span) error {
 			known bool
 			kend  int
 		)
-		kstart := i + 1
 		// Lines of one stage repeat their keys in the same order: try the
 		// key the previous line had at this position before scanning.
 		if predict && nkeys < len(sh.keys) {
@@ -431,8 +430,11 @@ func (p *Parser) scan(line []byte, vals *[numFields]span) error {
 			}
 			i = end
 		case c == '{' || c == '[':
-			if c == '{' && p.nested != nil {
-				if n := p.nested[string(line[kstart:kend-1])]; n != nil && n.children != nil {
+			// Dot-path keys: the key's span is in keySpans (the first
+			// maxShapeKeys keys of a line), which keeps the loop lean.
+			if c == '{' && p.nested != nil && nkeys <= len(keySpans) {
+				ks := keySpans[nkeys-1]
+				if n := p.nested[string(line[ks[0]:ks[1]])]; n != nil && n.children != nil {
 					end, err := p.scanNested(line, i, n.children, vals, 1)
 					if err != nil {
 						return err
