@@ -17,6 +17,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"httpMethod":"GET","path":"/","status":"200","requestTime":"99/Xyz/2026:99:99:99 +9999"}`))
 	f.Add([]byte(`{"httpMethod":"GET","path":"\u","status":"200"}`))
 	f.Add([]byte(`{"a":[[[[[[[[[[]]]]]]]]]]}`))
+	f.Add([]byte(`{"identity":{"sourceIp":"1.2.3.4","userAgent":{"x":[1]}},"httpMethod":"GET","path":"/","status":"200"}`))
+	f.Add([]byte(`requestId: r, ip: 1.2.3.4, httpMethod: GET, status: 200`))
 	p := newParser(f)
 	reasons := map[string]bool{accesslog.ReasonNotJSON: true, accesslog.ReasonMissingMethod: true, accesslog.ReasonMissingPath: true,
 		accesslog.ReasonMissingStatus: true, accesslog.ReasonBadStatus: true, accesslog.ReasonWebSocket: true}

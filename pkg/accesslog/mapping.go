@@ -3,14 +3,19 @@ package accesslog
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 )
 
 // Mapping names the access-log keys each APICall field is read from. Users
 // choose their own access-log format, so every field is a list of key names
-// tried in order: the first one present with a value wins.
+// tried in order: the first one present with a value wins. A key with dots
+// ("identity.sourceIp") also matches the nested value {"identity":{"sourceIp":..}}
+// of hand-written nested formats (among a line's first 48 keys); the
+// literal key "identity.sourceIp" still matches too.
 type Mapping struct {
 	RequestID          []string `yaml:"request_id"`
+	ExtendedRequestID  []string `yaml:"extended_request_id"` // $context.extendedRequestId (REST APIs)
 	Method             []string `yaml:"method"`
 	Host               []string `yaml:"host"`
 	Path               []string `yaml:"path"`
@@ -38,6 +43,7 @@ type Mapping struct {
 func DefaultMapping() Mapping {
 	return Mapping{
 		RequestID:          []string{"requestId", "requestID", "request_id"},
+		ExtendedRequestID:  []string{"extendedRequestId", "extendedRequestID", "extended_request_id"},
 		Method:             []string{"httpMethod", "method", "http_method"},
 		Host:               []string{"domainName", "host", "domain_name"},
 		Path:               []string{"path", "requestPath", "request_path"},
@@ -51,8 +57,8 @@ func DefaultMapping() Mapping {
 		ResponseLength:     []string{"responseLength", "response_length"},
 		RequestTime:        []string{"requestTime", "request_time"},
 		RequestTimeEpoch:   []string{"requestTimeEpoch", "request_time_epoch"},
-		SourceIP:           []string{"sourceIp", "ip", "sourceIP", "source_ip"},
-		UserAgent:          []string{"userAgent", "user_agent"},
+		SourceIP:           []string{"sourceIp", "ip", "sourceIP", "source_ip", "identity.sourceIp"},
+		UserAgent:          []string{"userAgent", "user_agent", "identity.userAgent"},
 		Stage:              []string{"stage"},
 		APIID:              []string{"apiId", "api_id"},
 		ErrorMessage:       []string{"errorMessage", "error", "error_message", "error.message"},
@@ -64,6 +70,7 @@ func DefaultMapping() Mapping {
 // field indexes, in Mapping's order.
 const (
 	fRequestID = iota
+	fExtendedRequestID
 	fMethod
 	fHost
 	fPath
@@ -122,6 +129,12 @@ func (m Mapping) Validate() error {
 		for _, k := range lists[f] {
 			if strings.TrimSpace(k) == "" {
 				return fmt.Errorf("%s.%s has an empty key name: remove it from %s.%s", MappingPath, names[f], MappingPath, names[f])
+			}
+			if strings.Contains(k, ".") && slices.Contains(strings.Split(k, "."), "") {
+				return fmt.Errorf("%s.%s key %q has an empty part: write nested keys as dot paths like \"identity.sourceIp\"", MappingPath, names[f], k)
+			}
+			if strings.Count(k, ".") >= maxNestDepth {
+				return fmt.Errorf("%s.%s key %q nests deeper than %d levels: flatten the access-log format", MappingPath, names[f], k, maxNestDepth)
 			}
 			if g, dup := owner[k]; dup {
 				if g == f {

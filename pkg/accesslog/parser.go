@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -35,7 +36,10 @@ func (e *ParseError) Error() string { return "parse access-log line: " + e.Reaso
 // Unwrap lets errors.Is(err, ErrNotAPICall) match.
 func (e *ParseError) Unwrap() error { return ErrNotAPICall }
 
-const formatHint = "configure the stage's access log format as JSON (see the documented format), " +
+// FormatDocs is where the README documents the access-log formats to configure.
+const FormatDocs = "README.md#access-log-format"
+
+const formatHint = "configure the stage's access-log format as JSON (" + FormatDocs + "), " +
 	"or map your keys in " + MappingPath
 
 // Parser parses access-log lines with a Mapping. It is immutable after
@@ -43,7 +47,22 @@ const formatHint = "configure the stage's access log format as JSON (see the doc
 type Parser struct {
 	keys  keyTable
 	shape atomic.Pointer[shape] // key order of recent lines, a lookup shortcut
+	// nested holds the dot-path keys by their first part; nil when the mapping
+	// has none, so lines without nested objects pay nothing.
+	nested map[string]*nestNode
 }
+
+// nestNode is one level of the dot-path keys: the leaf a key ends at, and
+// the keys continuing below it.
+type nestNode struct {
+	children map[string]*nestNode
+	leaf     bool
+	field    uint8
+	rank     uint8 // position in the field's list + 1
+}
+
+// maxNestDepth bounds dot paths (and the recursion that follows them).
+const maxNestDepth = 8
 
 // NewParser validates m and returns a parser for it.
 func NewParser(m Mapping) (*Parser, error) {
@@ -58,9 +77,34 @@ func NewParser(m Mapping) (*Parser, error) {
 				return nil, fmt.Errorf("create access-log parser: %s.%s lists more than 250 keys: keep the ones your format uses", MappingPath, names[f])
 			}
 			p.keys.add(k, uint8(f), uint8(rank))
+			if strings.Contains(k, ".") {
+				p.addNested(strings.Split(k, "."), uint8(f), uint8(rank)+1)
+			}
 		}
 	}
 	return p, nil
+}
+
+func (p *Parser) addNested(parts []string, field, rank uint8) {
+	if p.nested == nil {
+		p.nested = map[string]*nestNode{}
+	}
+	level := p.nested
+	var n *nestNode
+	for _, part := range parts {
+		if level == nil {
+			n.children = map[string]*nestNode{}
+			level = n.children
+		}
+		if n = level[part]; n == nil {
+			n = &nestNode{}
+			level[part] = n
+		}
+		level = n.children
+	}
+	if !n.leaf { // Validate refuses a key in two fields; the first rank wins
+		n.leaf, n.field, n.rank = true, field, rank
+	}
 }
 
 // span locates one value in the line.
@@ -130,7 +174,12 @@ func (p *Parser) Parse(line []byte) (APICall, error) {
 	}
 	m := &vals[fMethod]
 	if m.rank == 0 {
-		return call, &ParseError{Reason: ReasonMissingMethod, Detail: "no HTTP method value (" + p.keys.names(fMethod) + ", or a routeKey like \"GET /path\")"}
+		detail := "no HTTP method value (" + p.keys.names(fMethod) + ", or a routeKey like \"GET /path\")"
+		if rk := &vals[fRouteKey]; rk.rank != 0 {
+			detail = fmt.Sprintf("no HTTP method value (%s), and routeKey %q names none: add %s to the stage's access-log format (%s)",
+				p.keys.names(fMethod), clip(line[rk.start:rk.end]), `"httpMethod":"$context.httpMethod"`, FormatDocs)
+		}
+		return call, &ParseError{Reason: ReasonMissingMethod, Detail: detail}
 	}
 	call.Method = internMethod(line[m.start:m.end])
 	if call.Method == "" {
@@ -157,12 +206,14 @@ func (p *Parser) Parse(line []byte) (APICall, error) {
 		refs[fRouteTemplate] = ref{off, len(buf)}
 	}
 	if vals[fPath].rank == 0 {
-		// AWS's own example formats log only the template: use it as the path.
-		if refs[fRouteTemplate].end == 0 {
-			return call, &ParseError{Reason: ReasonMissingPath, Detail: "no path value (" + p.keys.names(fPath) + ", resourcePath or routeKey)"}
+		if tmpl := buf[refs[fRouteTemplate].off:refs[fRouteTemplate].end]; len(tmpl) == 0 || bytes.Contains(tmpl, []byte("+}")) {
+			return APICall{}, p.noPathError(line, &vals, string(tmpl)) // a copy: buf must not escape
 		}
+		// AWS's own example REST format logs only resourcePath: a template
+		// without a greedy variable still names one endpoint, so it stands in.
 		refs[fPath] = refs[fRouteTemplate]
 	}
+	put(fExtendedRequestID)
 	put(fRequestID)
 	put(fHost)
 	if pr := &vals[fProtocol]; pr.rank != 0 {
@@ -217,6 +268,7 @@ func (p *Parser) Parse(line []byte) (APICall, error) {
 	call.Path = str(fPath)
 	call.RouteTemplate = str(fRouteTemplate)
 	call.RequestID = str(fRequestID)
+	call.ExtendedRequestID = str(fExtendedRequestID)
 	call.Host = str(fHost)
 	if call.Protocol == "" {
 		call.Protocol = str(fProtocol)
@@ -227,6 +279,30 @@ func (p *Parser) Parse(line []byte) (APICall, error) {
 	call.APIID = str(fAPIID)
 	call.ErrorMessage = str(fErrorMessage)
 	return call, nil
+}
+
+// pathFix is what every missing-path reason tells the user to add.
+const pathFix = `add "path":"$context.path" to the stage's access-log format (` + FormatDocs + `)`
+
+// noPathError explains why a line without a path cannot use its route
+// template tmpl instead, naming what the line has and the fix. A routeKey of
+// $default carries no path at all, and a greedy template ("/{proxy+}") would
+// collapse every call of the API into one endpoint. (A template without a
+// greedy variable, as AWS's example REST format logs, stands in for the path.)
+func (p *Parser) noPathError(line []byte, vals *[numFields]span, tmpl string) error {
+	noPath := "no path value (" + p.keys.names(fPath) + ")"
+	switch {
+	case tmpl != "":
+		return &ParseError{Reason: ReasonMissingPath, Detail: fmt.Sprintf(
+			"%s, and the route template %q is not a path: its greedy variable matches every path, so all calls would collapse into one endpoint; %s",
+			noPath, clip([]byte(tmpl)), pathFix)}
+	case vals[fRouteKey].rank != 0:
+		rk := &vals[fRouteKey]
+		return &ParseError{Reason: ReasonMissingPath, Detail: fmt.Sprintf(
+			"%s, and routeKey %q is a route, not a path; %s", noPath, clip(line[rk.start:rk.end]), pathFix)}
+	}
+	return &ParseError{Reason: ReasonMissingPath, Detail: noPath + " and no route template (" +
+		p.keys.names(fRouteTemplate) + ", " + p.keys.names(fRouteKey) + "); " + pathFix}
 }
 
 func clip(b []byte) []byte {
@@ -244,7 +320,8 @@ func (p *Parser) scan(line []byte, vals *[numFields]span) error {
 		return &ParseError{Reason: ReasonNotJSON, Detail: "empty line: " + formatHint}
 	}
 	if line[i] != '{' {
-		return &ParseError{Reason: ReasonNotJSON, Detail: "line is not JSON (looks like " + sniffFormat(line[i:]) + "): " + formatHint}
+		looks, fix := sniffFormat(line[i:])
+		return &ParseError{Reason: ReasonNotJSON, Detail: "line is not JSON (looks like " + looks + "): " + fix}
 	}
 	i++
 	first := true
@@ -353,6 +430,19 @@ func (p *Parser) scan(line []byte, vals *[numFields]span) error {
 			}
 			i = end
 		case c == '{' || c == '[':
+			// Dot-path keys: the key's span is in keySpans (the first
+			// maxShapeKeys keys of a line), which keeps the loop lean.
+			if c == '{' && p.nested != nil && nkeys <= len(keySpans) {
+				ks := keySpans[nkeys-1]
+				if n := p.nested[string(line[ks[0]:ks[1]])]; n != nil && n.children != nil {
+					end, err := p.scanNested(line, i, n.children, vals, 1)
+					if err != nil {
+						return err
+					}
+					i = end
+					continue
+				}
+			}
 			end, err := jsonscan.Skip(line, i)
 			if err != nil {
 				return malformed(i, "bad nested value")
@@ -365,6 +455,82 @@ func (p *Parser) scan(line []byte, vals *[numFields]span) error {
 			}
 			if known && (vals[f].rank == 0 || rank < vals[f].rank) && c != 'n' {
 				vals[f] = span{start: int32(i), end: int32(end), rank: rank}
+			}
+			i = end
+		}
+	}
+}
+
+// scanNested walks the object at line[i] ('{') for the dot-path keys below
+// one level, recording values like scan does, and returns the offset after it.
+func (p *Parser) scanNested(line []byte, i int, level map[string]*nestNode, vals *[numFields]span, depth int) (int, error) {
+	i++
+	first := true
+	for {
+		i = jsonscan.SkipSpace(line, i)
+		if i >= len(line) {
+			return i, malformed(i, "unexpected end of line in a nested object")
+		}
+		if line[i] == '}' {
+			return i + 1, nil
+		}
+		if !first {
+			if line[i] != ',' {
+				return i, malformed(i, "expected ',' or '}'")
+			}
+			i = jsonscan.SkipSpace(line, i+1)
+		}
+		first = false
+		if i >= len(line) || line[i] != '"' {
+			return i, malformed(i, "expected a key")
+		}
+		kend, _, err := jsonscan.String(line, i)
+		if err != nil {
+			return i, malformed(i, "unterminated key")
+		}
+		n := level[string(line[i+1:kend-1])]
+		i = jsonscan.SkipSpace(line, kend)
+		if i >= len(line) || line[i] != ':' {
+			return i, malformed(i, "expected ':'")
+		}
+		i = jsonscan.SkipSpace(line, i+1)
+		if i >= len(line) {
+			return i, malformed(i, "expected a value")
+		}
+		c := line[i]
+		switch {
+		case c == '{' && n != nil && n.children != nil && depth < maxNestDepth:
+			if i, err = p.scanNested(line, i, n.children, vals, depth+1); err != nil {
+				return i, err
+			}
+		case c == '{' || c == '[':
+			end, err := jsonscan.Skip(line, i)
+			if err != nil {
+				return i, malformed(i, "bad nested value")
+			}
+			i = end
+		case c == '"':
+			end, esc, err := jsonscan.String(line, i)
+			if err != nil {
+				return i, malformed(i, "unterminated string")
+			}
+			if n != nil && n.leaf {
+				f := int(n.field)
+				body := line[i+1 : end-1]
+				if (vals[f].rank == 0 || n.rank < vals[f].rank) && len(body) > 0 && !(len(body) == 1 && body[0] == '-') {
+					vals[f] = span{start: int32(i + 1), end: int32(end - 1), rank: n.rank, escaped: esc}
+				}
+			}
+			i = end
+		default:
+			end := jsonscan.Literal(line, i)
+			if end == i {
+				return i, malformed(i, "expected a value")
+			}
+			if n != nil && n.leaf && c != 'n' {
+				if f := int(n.field); vals[f].rank == 0 || n.rank < vals[f].rank {
+					vals[f] = span{start: int32(i), end: int32(end), rank: n.rank}
+				}
 			}
 			i = end
 		}
@@ -415,18 +581,94 @@ func malformed(at int, what string) *ParseError {
 	return &ParseError{Reason: ReasonNotJSON, Detail: fmt.Sprintf("malformed JSON at offset %d: %s", at, what)}
 }
 
-// sniffFormat names the access-log format a non-JSON line looks like, so the
-// message tells the user what they configured.
-func sniffFormat(b []byte) string {
+// sniffFormat names the format a non-JSON line looks like and the fix, so the
+// message tells the user what they configured (or subscribed) and what to do.
+func sniffFormat(b []byte) (looks, fix string) {
+	const wrongGroup = "the subscription filter is on the wrong log group: subscribe the log group the stage's access logging writes to (" + FormatDocs + ")"
 	switch {
 	case b[0] == '<':
-		return "XML"
+		return "API Gateway's XML access-log format", formatHint
+	case lambdaPlatformLine(b):
+		return "a Lambda function's log line (START/END/REPORT RequestId), not an API Gateway access log", wrongGroup
+	case lambdaAppLine(b):
+		return "a Lambda function's application log line (timestamp, request id, level), not an API Gateway access log", wrongGroup
+	case executionLogLine(b):
+		return "an API Gateway execution log line (\"(request id) ...\", log group API-Gateway-Execution-Logs_...), not an access log", wrongGroup
+	case keyValueText(b):
+		return "\"key: value\" text (the Serverless Framework's default access-log format)", formatHint
 	case bytes.Contains(b, []byte(" [")) && bytes.Contains(b, []byte("] \"")):
-		return "CLF"
+		return "CLF (Common Log Format)", formatHint
 	case bytes.IndexByte(b, ',') >= 0:
-		return "CSV"
+		return "CSV", formatHint
 	}
-	return "plain text"
+	return "plain text", formatHint
+}
+
+// lambdaPlatformLine matches the lines the Lambda runtime writes around each
+// invocation: "START RequestId: ...", "END RequestId: ...", "REPORT RequestId: ...".
+func lambdaPlatformLine(b []byte) bool {
+	for _, p := range []string{"START RequestId: ", "END RequestId: ", "REPORT RequestId: ", "INIT_START ", "INIT_REPORT "} {
+		if bytes.HasPrefix(b, []byte(p)) {
+			return true
+		}
+	}
+	return false
+}
+
+// lambdaAppLine matches a Lambda runtime's text log line:
+// "2026-11-24T10:15:30.123Z\t<request id>\tINFO\tmessage".
+func lambdaAppLine(b []byte) bool {
+	parts := bytes.SplitN(b, []byte{'\t'}, 4)
+	if len(parts) < 3 || len(parts[0]) < 20 || parts[0][4] != '-' || parts[0][10] != 'T' || parts[0][len(parts[0])-1] != 'Z' {
+		return false
+	}
+	switch string(parts[2]) {
+	case "INFO", "WARN", "ERROR", "DEBUG", "TRACE", "FATAL":
+		return true
+	}
+	return false
+}
+
+// executionLogLine matches API Gateway's execution log, which starts each line
+// with the request id in parentheses.
+func executionLogLine(b []byte) bool {
+	end := bytes.IndexByte(b, ')')
+	return b[0] == '(' && end > 8 && end < 130 && isToken(b[1:end]) && len(b) > end+1 && b[end+1] == ' '
+}
+
+// keyValueText matches "requestId: x, ip: y, ...": at least two
+// "identifier: value" pairs separated by ", ".
+func keyValueText(b []byte) bool {
+	parts := bytes.Split(b, []byte(", "))
+	pairs := 0
+	for n, part := range parts {
+		k, _, ok := bytes.Cut(part, []byte(": "))
+		if ok && len(k) > 0 && isIdent(k) {
+			pairs++
+		} else if n == 0 {
+			return false
+		}
+	}
+	// A value may hold ", " itself (a user agent): most parts must be pairs.
+	return pairs >= 2 && pairs*2 >= len(parts)
+}
+
+func isIdent(b []byte) bool {
+	for _, c := range b {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func isToken(b []byte) bool {
+	for _, c := range b {
+		if !tchar[c] {
+			return false
+		}
+	}
+	return len(b) > 0
 }
 
 // tchar marks the bytes of an HTTP token (RFC 9110), which a method is.

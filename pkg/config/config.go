@@ -74,6 +74,49 @@ type DecodeConfig struct {
 type AccessLogConfig struct {
 	// Fields maps each APICall field to the access-log keys tried in order.
 	Fields accesslog.Mapping `yaml:"fields"`
+	// DefaultHost is the API host of lines without a domainName.
+	DefaultHost string `yaml:"default_host"`
+	// HostsByLogGroup maps a log group name to the API host of its lines
+	// without a domainName; it wins over DefaultHost. The environment takes
+	// it as group=host,group2=host2 (log group names hold neither = nor ,).
+	HostsByLogGroup map[string]string `yaml:"hosts_by_log_group"`
+	// Region, with the line's apiId (or an API-Gateway-Execution-Logs_{apiId}/{stage}
+	// log group), names the default endpoint {apiId}.execute-api.{region}.amazonaws.com;
+	// empty: AWS_REGION.
+	Region string `yaml:"region"`
+}
+
+// notNodeHost refuses a host setting naming the node itself: the inventory
+// would file the API under the node's name, which is what the settings exist
+// to prevent.
+func (a AccessLogConfig) notNodeHost(nodeURL string) error {
+	u, err := url.Parse(nodeURL)
+	if err != nil || u.Host == "" {
+		return nil
+	}
+	same := func(h string) bool {
+		h = strings.TrimSpace(h)
+		return strings.EqualFold(h, u.Host) || strings.EqualFold(h, u.Hostname())
+	}
+	if same(a.DefaultHost) {
+		return fmt.Errorf("access_log.default_host %q is the node's own address (node.url): set access_log.default_host (env %sACCESS_LOG_DEFAULT_HOST) to the API's domain, e.g. api.example.com", a.DefaultHost, EnvPrefix)
+	}
+	for g, h := range a.HostsByLogGroup {
+		if same(h) {
+			return fmt.Errorf("access_log.hosts_by_log_group[%q] %q is the node's own address (node.url): set it to the API's domain (env %sACCESS_LOG_HOSTS_BY_LOG_GROUP=group=host,group2=host2)", g, h, EnvPrefix)
+		}
+	}
+	return nil
+}
+
+// HostRules are the pipeline's host settings: the access_log ones, the
+// region falling back to AWS_REGION.
+func (a AccessLogConfig) HostRules(getenv func(string) string) pipeline.HostRules {
+	region := strings.TrimSpace(a.Region)
+	if region == "" && getenv != nil {
+		region = strings.TrimSpace(getenv("AWS_REGION"))
+	}
+	return pipeline.HostRules{DefaultHost: strings.TrimSpace(a.DefaultHost), HostsByLogGroup: a.HostsByLogGroup, Region: region}
 }
 
 // Default returns every setting at its default.
@@ -127,6 +170,7 @@ func Load(path string, getenv func(string) string, environ []string) (Config, er
 		cfg.Node.HealthPath = ""
 	}
 	cfg.Pipeline.Workers = cfg.Node.Concurrency
+	cfg.Pipeline.Hosts = cfg.AccessLog.HostRules(getenv)
 	return cfg, nil
 }
 
@@ -178,6 +222,12 @@ func (c Config) Validate() error {
 	}
 	if err := c.Node.Validate(); err != nil {
 		return c.nodeURLError(err)
+	}
+	if err := c.AccessLog.HostRules(nil).Validate(); err != nil {
+		return err
+	}
+	if err := c.AccessLog.notNodeHost(c.Node.URL); err != nil {
+		return err
 	}
 	for _, v := range []interface{ Validate() error }{c.Pipeline, c.AccessLog.Fields, c.Metrics, c.Log} {
 		if err := v.Validate(); err != nil {

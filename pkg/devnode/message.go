@@ -1,6 +1,7 @@
 package devnode
 
 import (
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -125,8 +126,9 @@ func (s *Server) serveMessage(w http.ResponseWriter, r *http.Request) {
 	}
 
 	if !isResponse {
+		s.checkOwnHost(r, host)
 		reason, ok := s.pairs.addRequest(Call{
-			ID: id, Method: r.Method, Host: host, Path: path, ClientIP: clientIP,
+			ID: id, LogRequestID: LogRequestID(id), Method: r.Method, Host: host, Path: path, ClientIP: clientIP,
 			ConnectorType: vals[3], ConnectorVersion: vals[4], RequestAt: now,
 		})
 		if !ok {
@@ -176,6 +178,40 @@ func (s *Server) serveMessage(w http.ResponseWriter, r *http.Request) {
 	s.metrics.completed.Inc()
 	s.inv.add(call.Host, call.Method, call.Path, call.Status, call.RequestAt)
 	writeText(w, http.StatusOK, bodyResponseOK)
+}
+
+// checkOwnHost flags a forwarded host that is this server's own address: a
+// connector that could not name the API's host and sent the node's instead,
+// which would file every API of the inventory under the node. The call is
+// still accepted (nothing public says a real node refuses it), but counted.
+func (s *Server) checkOwnHost(r *http.Request, host string) {
+	local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok || !isOwnAddress(host, local.String()) {
+		return
+	}
+	s.counters.ownHost.Add(1)
+	s.ownHostSeen.Store(&host)
+	s.log.Warn("devnode got a call whose forwarded host is the node's own address: the connector could not name the API's host",
+		"host", host, "request_id", r.Header.Get(s.hRequestID))
+}
+
+// isOwnAddress reports whether host (host or host:port) names local, the
+// listener's address: the same port, and the listener's IP, a loopback
+// address, "localhost" or the unspecified address.
+func isOwnAddress(host, local string) bool {
+	lh, lp, err := net.SplitHostPort(local)
+	if err != nil {
+		return false
+	}
+	h, p, err := net.SplitHostPort(host)
+	if err != nil || p != lp {
+		return false
+	}
+	if strings.EqualFold(h, "localhost") || h == lh {
+		return true
+	}
+	a, err := netip.ParseAddr(h)
+	return err == nil && (a.IsLoopback() || a.IsUnspecified() || a.Unmap().String() == lh)
 }
 
 // parseStatus accepts exactly three digits in 100-599.

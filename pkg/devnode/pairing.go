@@ -11,7 +11,10 @@ import (
 
 // Call is one completed call: a request message followed by its response message.
 type Call struct {
-	ID               string    `json:"id"`
+	ID string `json:"id"`
+	// LogRequestID is the access log's request id inside a connector node id
+	// (LogRequestID(ID)); empty for other ids.
+	LogRequestID     string    `json:"log_request_id,omitempty"`
 	Method           string    `json:"method"`
 	Host             string    `json:"host"` // forwarded host
 	Path             string    `json:"path"` // as sent, without PathPrefix
@@ -221,15 +224,22 @@ func (p *pairing) calls() []Call {
 	return out
 }
 
-func (p *pairing) delivered() map[string]int {
-	out := make(map[string]int)
+// delivered maps completed ids to their request-message counts, and (in
+// byLog) log request ids to the counts summed over their node ids plus the
+// number of node ids.
+func (p *pairing) delivered() (byID map[string]int, byLog map[string][2]int) {
+	byID, byLog = make(map[string]int), make(map[string][2]int)
 	for i := range p.shards {
 		sh := &p.shards[i]
 		sh.mu.Lock()
 		for id, cc := range sh.completed {
-			out[id] = cc.deliveries
+			byID[id] = cc.deliveries
+			if l := cc.call.LogRequestID; l != "" {
+				v := byLog[l]
+				byLog[l] = [2]int{v[0] + cc.deliveries, v[1] + 1}
+			}
 		}
 		sh.mu.Unlock()
 	}
-	return out
+	return byID, byLog
 }

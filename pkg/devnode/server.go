@@ -36,10 +36,11 @@ type Server struct {
 	latency    atomic.Int64 // nanoseconds
 	sleeping   atomic.Int64 // replies waiting on latency, for tests
 
-	pairs    *pairing
-	inv      inventoryView
-	counters counters
-	metrics  *metrics
+	pairs       *pairing
+	inv         inventoryView
+	counters    counters
+	ownHostSeen atomic.Pointer[string]
+	metrics     *metrics
 
 	handler  http.Handler
 	control  map[string]http.Handler
@@ -210,6 +211,10 @@ func (s *Server) Stats() Stats {
 		Failed:          c.failed.Load(),
 		Forgotten:       c.forgotten.Load(),
 		Rejects:         map[string]int64{},
+		OwnHost:         c.ownHost.Load(),
+	}
+	if h := s.ownHostSeen.Load(); h != nil {
+		st.OwnHostSeen = *h
 	}
 	for r := Reason(0); r < numReasons; r++ {
 		if n := c.rejects[r].Load(); n > 0 {
@@ -225,16 +230,37 @@ func (s *Server) Calls() []Call { return s.pairs.calls() }
 
 // DeliveredIDs maps each remembered completed request id to the number of times its
 // request message arrived: 1 when delivered exactly once, more when the connector sent
-// duplicates (which were rejected). Ids never completed are absent.
-func (s *Server) DeliveredIDs() map[string]int { return s.pairs.delivered() }
+// duplicates (which were rejected). Ids never completed are absent. A connector
+// node id also counts under its log request id (LogRequestID), summed over the
+// node ids carrying it, unless that is itself a completed id. (The connector
+// keeps only a log request id's header-token characters: look ids up with
+// AsNodeIDPrefix, or use CheckDelivered, which does.)
+func (s *Server) DeliveredIDs() map[string]int {
+	byID, byLog := s.pairs.delivered()
+	for l, v := range byLog {
+		if _, taken := byID[l]; !taken {
+			byID[l] = v[0]
+		}
+	}
+	return byID
+}
 
 // CheckDelivered compares ids with what completed here: missing never
 // completed, repeated had their request message arrive more than once. It is
-// the at-least-once check of every end-to-end test and of the demo.
+// the at-least-once check of every end-to-end test and of the demo. An id
+// that no call completed under is taken as a log request id (see
+// AsNodeIDPrefix): it is delivered
+// when node ids carrying it completed, and repeated when more than one did
+// (the same log event sent under two node ids) or one arrived twice. Tests
+// whose calls share a log request id on purpose check node ids instead.
 func (s *Server) CheckDelivered(ids []string) (missing, repeated []string) {
-	got := s.pairs.delivered()
+	byID, byLog := s.pairs.delivered()
 	for _, id := range ids {
-		switch n := got[id]; {
+		n, ok := byID[id]
+		if !ok {
+			n = byLog[AsNodeIDPrefix(id)][0]
+		}
+		switch {
 		case n == 0:
 			missing = append(missing, id)
 		case n > 1:

@@ -78,6 +78,11 @@ type Stats struct {
 	Forgotten int64 `json:"forgotten"`
 	// Rejects counts rejected messages by reason (only reasons that occurred).
 	Rejects map[string]int64 `json:"rejects"`
+	// OwnHost counts request messages whose forwarded host is this server's
+	// own listen address: the connector put the node's address where the
+	// API's host belongs. OwnHostSeen is the last such host.
+	OwnHost     int64  `json:"own_host"`
+	OwnHostSeen string `json:"own_host_seen,omitempty"`
 }
 
 // Message kinds, the "kind" label of messages_total.
@@ -91,6 +96,7 @@ var kindNames = [2]string{"request", "response"}
 type counters struct {
 	requests, responses, completed, duplicates atomic.Int64
 	missingResponse, failed, forgotten         atomic.Int64
+	ownHost                                    atomic.Int64
 	rejects                                    [numReasons]atomic.Int64
 }
 

@@ -22,6 +22,7 @@ var uiTemplate = template.Must(template.New("ui").Funcs(template.FuncMap{
 <h1>devnode API inventory</h1>
 <p>requests {{.Stats.Requests}} &middot; completed {{.Stats.Completed}} &middot; pending {{.Stats.Pending}} &middot; duplicates {{.Stats.Duplicates}} &middot; missing response {{.Stats.MissingResponse}} &middot; failed {{.Stats.Failed}}</p>
 {{with .Stats.Rejects}}<p>rejected:{{range $reason, $n := .}} {{$reason}}={{$n}}{{end}}</p>{{end}}
+{{if .Stats.OwnHost}}<p><strong>{{.Stats.OwnHost}} calls carried this node's own address as the API's host</strong> (last: {{.Stats.OwnHostSeen}}): the connector could not name the API's host; add "domainName":"$context.domainName" to the access-log format</p>{{end}}
 <table>
 <tr><th>Host</th><th>Method</th><th>Path</th><th>Calls</th><th>Statuses</th><th>First seen</th><th>Last seen</th></tr>
 {{range .Endpoints}}<tr><td>{{.Host}}</td><td>{{.Method}}</td><td>{{.Path}}</td><td>{{.Calls}}</td><td>{{statuses .Statuses}}</td><td>{{ts .FirstSeen}}</td><td>{{ts .LastSeen}}</td></tr>

@@ -31,10 +31,12 @@ type Batch struct {
 	Dedup Deduper
 }
 
-// Deduper remembers delivered call ids. Implementations must be safe for concurrent use.
+// Deduper remembers delivered calls by their node id (APICall.NodeID: one per
+// log event, the same when the event is delivered again). Implementations
+// must be safe for concurrent use.
 type Deduper interface {
-	Delivered(requestID string) bool
-	MarkDelivered(requestID string)
+	Delivered(nodeID string) bool
+	MarkDelivered(nodeID string)
 }
 
 // Outcome counts what happened to the calls of one batch.
@@ -42,7 +44,7 @@ type Outcome struct {
 	Records      int // records in the batch
 	DecodeErrors int // records (or documents) skipped as undecodable
 	Events       int // log events decoded
-	ParseErrors  int // log lines skipped as not an API call
+	ParseErrors  int // log lines skipped as not an API call, or as a call without a host (no_host)
 	Calls        int // calls parsed
 	Filtered     int // calls skipped by filters
 	Duplicates   int // calls skipped by the Deduper

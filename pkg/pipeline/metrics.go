@@ -10,6 +10,7 @@ type metrics struct {
 	decodeErrors    *prometheus.CounterVec
 	calls           prometheus.Counter
 	parseErrors     *prometheus.CounterVec
+	noHost          prometheus.Counter // parseErrors{reason="no_host"}
 	results         *prometheus.CounterVec
 	result          [resultAbandoned + 1]prometheus.Counter // resolved once: a label lookup per call costs more than the count
 	filtered        prometheus.Counter
@@ -34,7 +35,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		calls: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: "parse", Name: "calls_total",
 			Help: "Access-log lines parsed into API calls."}),
 		parseErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "parse", Name: "errors_total",
-			Help: "Log lines skipped because they are not an API call, by reason."}, []string{"reason"}),
+			Help: "Log lines skipped because they are not an API call, or are calls without a host (no_host), by reason."}, []string{"reason"}),
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "pipeline", Name: "calls_total",
 			Help: "Calls by final result: delivered, rejected (permanently, by the node), abandoned (shutdown or deadline), filtered, duplicate."}, []string{"result"}),
 		buffered: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: "pipeline", Name: "calls_buffered",
@@ -47,6 +48,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.result[r] = m.results.WithLabelValues(label)
 	}
 	m.filtered = m.results.WithLabelValues("filtered")
+	m.noHost = m.parseErrors.WithLabelValues(ReasonNoHost)
 	m.duplicate = m.results.WithLabelValues("duplicate")
 	for _, c := range []prometheus.Collector{m.batches, m.records, m.events, m.controlMessages, m.decodeErrors, m.calls, m.parseErrors, m.results, m.buffered, m.settleDuration} {
 		if err := reg.Register(c); err != nil {

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,6 +41,9 @@ type Config struct {
 	MaxBufferedCalls int `yaml:"max_buffered_calls"`
 	// Workers is the number of calls in flight to the node; set from node.concurrency.
 	Workers int `yaml:"-"`
+	// Hosts name the API host of lines without a domainName; set from the
+	// access_log section.
+	Hosts HostRules `yaml:"-"`
 }
 
 // DefaultConfig buffers a few thousand calls: a few Kinesis records' worth.
@@ -53,7 +57,7 @@ func (c Config) Validate() error {
 	if c.Workers < 1 {
 		return fmt.Errorf("node.concurrency must be at least 1, got %d: set node.concurrency (env APIGW_CONNECTOR_NODE_CONCURRENCY)", c.Workers)
 	}
-	return nil
+	return c.Hosts.Validate()
 }
 
 type job struct {
@@ -71,6 +75,7 @@ type Pipeline struct {
 	parser *accesslog.Parser
 	log    *slog.Logger
 	m      *metrics
+	hosts  *hostResolver
 
 	queue chan *job
 
@@ -97,7 +102,8 @@ func New(cfg Config, fwd Forwarder, dec *cwlogs.Decoder, parser *accesslog.Parse
 	}
 	hs, abort := context.WithCancel(context.Background())
 	p := &Pipeline{cfg: cfg, fwd: fwd, dec: dec, parser: parser, log: log, m: m,
-		queue: make(chan *job, cfg.MaxBufferedCalls), hardStop: hs, abort: abort}
+		queue: make(chan *job, cfg.MaxBufferedCalls), hardStop: hs, abort: abort,
+		hosts: &hostResolver{rules: cfg.Hosts, log: log, warned: map[string]bool{}}}
 	p.filter, _ = fwd.(Filter)
 	return p, nil
 }
@@ -172,7 +178,7 @@ func (p *Pipeline) deliver(j *job) {
 	switch {
 	case err == nil:
 		if j.s.dedup != nil {
-			j.s.dedup.MarkDelivered(j.call.RequestID)
+			j.s.dedup.MarkDelivered(j.call.NodeID)
 		}
 		j.s.finish(resultDelivered)
 	case j.ctx.Err() != nil:
@@ -263,7 +269,8 @@ func (p *Pipeline) submitLines(ctx context.Context, s *Settlement, source string
 	}
 }
 
-// submitLine counts one log event, parses it and queues its call.
+// submitLine counts one log event, parses it, names its host and node id,
+// and queues its call.
 func (p *Pipeline) submitLine(ctx context.Context, s *Settlement, line []byte, source, recordID string, meta *cwlogs.Meta, eventID string) {
 	s.outcome.Events++
 	p.m.events.Inc()
@@ -283,6 +290,23 @@ func (p *Pipeline) submitLine(ctx context.Context, s *Settlement, line []byte, s
 		p.log.Warn("skipping log line that is not an API call", attrs...)
 		return
 	}
+	var logGroup string
+	if meta != nil {
+		logGroup = meta.LogGroup
+	}
+	if !p.hosts.resolve(&call, logGroup) {
+		s.outcome.ParseErrors++
+		p.m.noHost.Inc() // resolve warned once for the log group
+		return
+	}
+	var key eventKey
+	if eventID != "" && meta != nil {
+		key = envelopeKey(meta, eventID)
+	} else {
+		sum := sha256.Sum256(line)
+		key = lineKey(sum, s.occ.next(recordID, sum))
+	}
+	call.NodeID = nodeID(&call, &key)
 	s.outcome.Calls++
 	p.m.calls.Inc()
 	if p.filter != nil && !p.filter.Filter(&call) {
@@ -290,7 +314,7 @@ func (p *Pipeline) submitLine(ctx context.Context, s *Settlement, line []byte, s
 		p.m.filtered.Inc()
 		return
 	}
-	if s.dedup != nil && call.RequestID != "" && s.dedup.Delivered(call.RequestID) {
+	if s.dedup != nil && s.dedup.Delivered(call.NodeID) {
 		s.outcome.Duplicates++
 		p.m.duplicate.Inc()
 		return
@@ -325,6 +349,7 @@ const (
 type Settlement struct {
 	done    chan struct{}
 	dedup   Deduper
+	occ     occurrences // identical lines seen in the current record; Submit's goroutine only
 	pending atomic.Int64
 	m       *metrics
 	start   time.Time
