@@ -51,8 +51,7 @@ type Client struct {
 	scheme       string
 	dialHost     string // host:port of node.url, as given
 	dialAddr     string // host:port with the scheme's default port
-	nodeHost     string // host of node.url: the fallback forwarded host for calls without one
-	nodeHostHdr  string // nodeHost as a Host header (host_mode node, the probe)
+	nodeHostHdr  string // host of node.url as a Host header (host_mode node, the probe)
 	basePath     string // escaped url path + path prefix, no trailing slash
 	healthURL    *url.URL
 	healthTarget string // request target of the probe
@@ -96,7 +95,6 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Client, erro
 		log:            log,
 		scheme:         u.Scheme,
 		dialHost:       u.Host,
-		nodeHost:       u.Host,
 		hRequestID:     textproto.CanonicalMIMEHeaderKey(cfg.Headers.RequestID),
 		hForwardedHost: textproto.CanonicalMIMEHeaderKey(cfg.Headers.ForwardedHost),
 		hForwardedFor:  textproto.CanonicalMIMEHeaderKey(cfg.Headers.ForwardedFor),
@@ -104,7 +102,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Client, erro
 		static:         http.Header{},
 		probeMethod:    http.MethodGet,
 	}
-	c.nodeHostHdr = removeZone(c.nodeHost)
+	c.nodeHostHdr = removeZone(u.Host)
 	port := u.Port()
 	if port == "" {
 		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
@@ -211,10 +209,11 @@ func (c *Client) Deliver(ctx context.Context, call *accesslog.APICall) error {
 	c.m.inFlight.Inc()
 	defer c.m.inFlight.Dec()
 
-	m, err := c.newMessage(call)
+	m, label, err := c.newMessage(call)
 	if err != nil {
 		c.m.rejected.WithLabelValues("invalid").Inc()
-		c.log.Warn("node call not sendable, skipped", "request_id", call.RequestID, "error", err)
+		c.m.unsendable.WithLabelValues(label).Inc()
+		c.log.Warn("node call not sendable, skipped", "request_id", encodeID(call.RequestID), "reason", label, "error", err)
 		return err
 	}
 	// A call cut short earlier may still be held by the node: its request
