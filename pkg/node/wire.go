@@ -12,6 +12,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -39,6 +40,12 @@ type wconn struct {
 	used   bool   // carried an exchange before (a keep-alive connection)
 	idleAt time.Time
 	abort  func() // sets a past deadline; run by context.AfterFunc when the caller's ctx ends
+
+	// The idle check (readable): see wire_peek_*.go.
+	rc      syscall.RawConn
+	peekFn  func(fd uintptr)
+	peekBuf [1]byte
+	peekHit bool
 }
 
 // connPool bounds the connections to the node: a slot is held by every exchange
@@ -77,12 +84,19 @@ func (p *connPool) get(ctx context.Context, fresh bool) (*wconn, error) {
 	if !fresh {
 		p.mu.Lock()
 		p.closing = false
-		if n := len(p.idle); n > 0 {
+		for n := len(p.idle); n > 0; n = len(p.idle) {
 			wc := p.idle[n-1]
 			p.idle[n-1] = nil
 			p.idle = p.idle[:n-1]
 			p.mu.Unlock()
-			return wc, nil
+			// An idle connection with bytes waiting holds a reply nobody asked
+			// for (read as the next message's, it would settle a call the node
+			// did not accept) or the node's close: never reuse it.
+			if !wc.readable() {
+				return wc, nil
+			}
+			_ = wc.nc.Close()
+			p.mu.Lock()
 		}
 		p.mu.Unlock()
 	}
@@ -101,6 +115,7 @@ func (p *connPool) newConn(ctx context.Context) (*wconn, error) {
 	}
 	wc := &wconn{nc: nc, br: bufio.NewReaderSize(nc, readBufferSize)}
 	wc.abort = func() { _ = nc.SetDeadline(aLongTimeAgo) }
+	wc.initPeek()
 	return wc, nil
 }
 
@@ -118,7 +133,8 @@ func (p *connPool) redial(ctx context.Context, wc *wconn) (*wconn, error) {
 // put returns a connection after a complete exchange: kept idle for reuse when
 // keep, else closed. It releases the slot.
 func (p *connPool) put(wc *wconn, keep bool) {
-	if !keep {
+	// Bytes after the reply are not ours to read: an extra reply, or garbage.
+	if !keep || wc.br.Buffered() > 0 {
 		p.drop(wc)
 		return
 	}
