@@ -70,6 +70,8 @@ type Client struct {
 	upMu sync.Mutex
 	up   atomic.Bool
 
+	notHTTP atomic.Bool // the node's last answer was not HTTP: named once until it answers HTTP again
+
 	half *halfSent
 }
 
@@ -270,6 +272,7 @@ func (c *Client) send(ctx context.Context, m *message, kind string, unsure bool)
 		r, err := c.exchange(ctx, m, kind) // one attempt
 		var reason string
 		if err == nil {
+			c.answersHTTP()
 			c.m.countSent(kind, r.code)
 			switch classifyStatus(r.code) {
 			case accepted:
@@ -313,6 +316,7 @@ func (c *Client) send(ctx context.Context, m *message, kind string, unsure bool)
 			unsure = true
 			reason = errorReason(err)
 			c.m.errors.WithLabelValues(reason).Inc()
+			c.noteNotHTTP(err)
 		}
 		c.m.retries.WithLabelValues(reason).Inc()
 		delay := c.backoff(attempt, r.retryAfter, r.hasRetryAfter)
@@ -322,10 +326,33 @@ func (c *Client) send(ctx context.Context, m *message, kind string, unsure bool)
 		} else if r.snippet != "" {
 			attrs = append(attrs, "body", r.snippet)
 		}
-		c.log.Warn("node message not accepted, will retry", attrs...)
+		level := slog.LevelWarn
+		if reason == "not_http" {
+			level = slog.LevelDebug // named once by noteNotHTTP, not once per call
+		}
+		c.log.Log(ctx, level, "node message not accepted, will retry", attrs...)
 		if err := sleep(ctx, delay); err != nil {
 			return unsure, fmt.Errorf("deliver %s message of call %q: %w", kind, m.id, err)
 		}
+	}
+}
+
+// noteNotHTTP names, once until the node answers HTTP again, a reply that is
+// not HTTP at all: a configuration error no retry will fix, but retries go on
+// (the port may be right and the node still starting behind something else).
+func (c *Client) noteNotHTTP(err error) {
+	var nh *notHTTPError
+	if !errors.As(err, &nh) || !c.notHTTP.CompareAndSwap(false, true) {
+		return
+	}
+	c.log.Error(fmt.Sprintf("the node at %s answered something that is not HTTP: check node.url's port", c.dialHost),
+		"url", c.cfg.URL, "reply_start", nh.sample)
+}
+
+// answersHTTP ends a not-HTTP episode.
+func (c *Client) answersHTTP() {
+	if c.notHTTP.Load() && c.notHTTP.CompareAndSwap(true, false) {
+		c.log.Info(fmt.Sprintf("the node at %s answers HTTP again", c.dialHost))
 	}
 }
 
@@ -435,11 +462,13 @@ func (c *Client) probe(ctx context.Context) error {
 	}
 	r, err := c.exchange(ctx, nil, kindProbe)
 	if err != nil {
+		c.noteNotHTTP(err)
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			err = fmt.Errorf("%w (%w)", ctxErr, err)
 		}
 		return fmt.Errorf("probe node health %s: %w", c.healthText, err)
 	}
+	c.answersHTTP()
 	if r.code < 200 || r.code > 299 {
 		return fmt.Errorf("probe node health %s: status %d: %w", c.healthText, r.code, ErrNotReady)
 	}

@@ -73,8 +73,11 @@ func errorReason(err error) string {
 		recErr  tls.RecordHeaderError
 		protErr textproto.ProtocolError
 		opErr   *net.OpError
+		nhErr   *notHTTPError
 	)
 	switch {
+	case errors.As(err, &nhErr):
+		return "not_http"
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
 		return "timeout"
 	case errors.As(err, &dnsErr):

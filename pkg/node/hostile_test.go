@@ -2,10 +2,15 @@ package node
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wallarm/apigw-connector/internal/testenv/testkit"
 )
@@ -86,5 +91,95 @@ func TestSilentlyClosedConnectionsAreNotReused(t *testing.T) {
 		if n := node.Requests(); n != 10 {
 			t.Errorf("close after %d: node read %d messages, want 10", after, n)
 		}
+	}
+}
+
+// logClient is testClient with its log (JSON, all levels) kept in buf.
+func logClient(t *testing.T, url string, edit func(*Config)) (*Client, *prometheus.Registry, *testkit.SyncBuffer) {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.URL = url
+	cfg.ConnectorVersion = "1.0.0-test"
+	cfg.Retry.InitialBackoff = time.Millisecond
+	cfg.Retry.MaxBackoff = 20 * time.Millisecond
+	if edit != nil {
+		edit(&cfg)
+	}
+	buf := new(testkit.SyncBuffer)
+	reg := prometheus.NewPedanticRegistry()
+	c, err := New(cfg, reg, slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c, reg, buf
+}
+
+// logLines returns the log records at level whose message contains text.
+func logLines(buf *testkit.SyncBuffer, level, text string) []string {
+	var out []string
+	for _, l := range strings.Split(buf.String(), "\n") {
+		if strings.Contains(l, `"level":"`+level+`"`) && strings.Contains(l, text) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// A node.url naming another service's port is named once, clearly; the node
+// is not up (readiness) and delivery keeps retrying.
+func TestReplyThatIsNotHTTPIsNamedOnce(t *testing.T) {
+	t.Parallel()
+	none := func(int) []string { return nil }
+	tests := []struct {
+		name string
+		opts testkit.HostileOptions
+	}{
+		{"SSH banner", testkit.HostileOptions{Banner: "SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13\r\n", NoRead: true, Reply: none}},
+		{"SMTP", testkit.HostileOptions{Banner: "220 mail.example.com ESMTP Postfix\r\n",
+			Reply: func(int) []string { return []string{"502 5.5.2 Error: command not recognized\r\n"} }}},
+		{"binary garbage, no line end", testkit.HostileOptions{NoRead: true,
+			Reply: func(int) []string { return []string{"\x00\x01\xfe\xff\x16\x03"} }}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			node := testkit.NewHostileNode(t, tt.opts)
+			// A reply timeout far above the test's bound: garbage must be seen at once.
+			c, reg, logs := logClient(t, node.URL(), func(c *Config) { c.ReplyTimeout = 30 * time.Second })
+			c.setUp(true) // as if it had answered before
+			ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+			defer cancel()
+			var wg sync.WaitGroup
+			for range 4 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := c.Deliver(ctx, sampleCall()); !errors.Is(err, context.DeadlineExceeded) {
+						t.Errorf("Deliver = %v, want the deadline (retrying until then)", err)
+					}
+				}()
+			}
+			wg.Wait()
+			if v := metricValue(t, reg, "apigw_connector_node_retries_total", map[string]string{"reason": "not_http"}); v < 8 {
+				t.Errorf("retries_total{not_http} = %v, want retries to go on", v)
+			}
+			want := "the node at " + node.Addr() + " answered something that is not HTTP: check node.url's port"
+			if got := logLines(logs, "ERROR", want); len(got) != 1 {
+				t.Errorf("%d error records naming it, want 1:\n%s", len(got), logs)
+			}
+			if got := logLines(logs, "WARN", "not_http"); len(got) != 0 {
+				t.Errorf("%d warnings per attempt, want none:\n%s", len(got), strings.Join(got, "\n"))
+			}
+			if c.Up() {
+				t.Error("Up() = true, want false: readiness must not report a node that does not speak HTTP")
+			}
+			if err := c.Probe(context.Background()); err == nil {
+				t.Error("Probe = nil, want an error")
+			}
+			if got := logLines(logs, "ERROR", "not HTTP"); len(got) != 1 {
+				t.Errorf("after a probe: %d error records, want still 1", len(got))
+			}
+		})
 	}
 }

@@ -268,6 +268,11 @@ func (c *Client) roundTrip(ctx context.Context, wc *wconn, m *message, kind stri
 	if _, err = wc.br.Peek(1); err != nil {
 		return r, false, true, err
 	}
+	// Checked on the first bytes, before waiting for a line end that garbage may
+	// never send (the reply timeout would then hide what is wrong).
+	if err = checkHTTP(wc.br); err != nil {
+		return r, false, false, err
+	}
 	h, err := readReplyHead(wc.br)
 	if err != nil {
 		return r, false, false, err
@@ -307,6 +312,30 @@ func (c *Client) roundTrip(ctx context.Context, wc *wconn, m *message, kind stri
 	return r, keep && clean, false, nil
 }
 
+var httpPrefix = []byte("HTTP/")
+
+// notHTTPError is a reply that does not start as HTTP: most often node.url names
+// another service's port (an SSH or SMTP banner, a binary protocol).
+type notHTTPError struct{ sample string }
+
+func (e *notHTTPError) Error() string {
+	return fmt.Sprintf("reply is not HTTP: it starts %q", e.sample)
+}
+
+// checkHTTP fails when the reply's buffered first bytes cannot begin "HTTP/".
+func checkHTTP(br *bufio.Reader) error {
+	b, _ := br.Peek(min(br.Buffered(), len(httpPrefix)))
+	if bytes.HasPrefix(httpPrefix, b) {
+		return nil
+	}
+	return newNotHTTP(br)
+}
+
+func newNotHTTP(br *bufio.Reader) error {
+	b, _ := br.Peek(min(br.Buffered(), 64))
+	return &notHTTPError{sample: string(bytes.ToValidUTF8(b, []byte("?")))}
+}
+
 // replyHead is what the client uses of a reply's status line and headers.
 type replyHead struct {
 	code       int
@@ -339,6 +368,9 @@ func readOneHead(br *bufio.Reader, budget *int) (replyHead, error) {
 	line, err := readLine(br, budget)
 	if err != nil {
 		return h, err
+	}
+	if !bytes.HasPrefix(line, httpPrefix) {
+		return h, &notHTTPError{sample: string(bytes.ToValidUTF8(line[:min(len(line), 64)], []byte("?")))}
 	}
 	// Parsed as net/http does: "HTTP/x.y SP code [SP reason]".
 	proto, status, ok := bytes.Cut(line, []byte{' '})
