@@ -330,7 +330,13 @@ func (c *Client) send(ctx context.Context, m *message, kind string, unsure bool)
 		if reason == "not_http" {
 			level = slog.LevelDebug // named once by noteNotHTTP, not once per call
 		}
-		c.log.Log(ctx, level, "node message not accepted, will retry", attrs...)
+		msg := "node message not accepted, will retry"
+		if err == nil && r.code == http.StatusInternalServerError {
+			// Named so that a user does not hunt for a node crash: the contract's
+			// reply to a message it held past its timeout (app_reply_timeout_code).
+			msg = "node answered 500, which it sends when its connector.app_reply_timeout passes (among other causes); will retry"
+		}
+		c.log.Log(ctx, level, msg, attrs...)
 		if err := sleep(ctx, delay); err != nil {
 			return unsure, fmt.Errorf("deliver %s message of call %q: %w", kind, m.id, err)
 		}

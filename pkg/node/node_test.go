@@ -418,8 +418,8 @@ func TestPermanentRejection(t *testing.T) {
 			if re.Code != tt.wantCode || re.Message != tt.wantMsg || re.RequestID != sampleCall().RequestID {
 				t.Errorf("rejection = %+v, want code %d message %s", re, tt.wantCode, tt.wantMsg)
 			}
-			if len(re.Reason) != snippetBytes || !strings.HasPrefix(re.Reason, "reason ") {
-				t.Errorf("body snippet = %q (%d bytes), want the first %d bytes", re.Reason, len(re.Reason), snippetBytes)
+			if body, ok := strings.CutSuffix(re.Reason, " [cut]"); !ok || len(body) != snippetBytes || !strings.HasPrefix(body, "reason ") {
+				t.Errorf("body snippet = %q (%d bytes), want the first %d bytes, trimmed, and the cut mark", re.Reason, len(re.Reason), snippetBytes)
 			}
 			if got := strings.Join(srv.kinds(), ","); got != tt.wantKinds {
 				t.Errorf("messages = %s, want %s (no retry)", got, tt.wantKinds)

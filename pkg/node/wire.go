@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/textproto"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -303,13 +304,33 @@ func (c *Client) roundTrip(ctx context.Context, wc *wconn, m *message, kind stri
 	}
 	var snip []byte
 	if class != accepted {
-		snip = make([]byte, 0, snippetBytes)
+		snip = make([]byte, 0, snippetBytes+1) // one more byte tells that it was cut
 	}
 	snip, clean := readBody(wc.br, h.length, h.chunked, snip)
 	if class != accepted {
-		r.snippet = string(bytes.ToValidUTF8(snip, []byte("?")))
+		r.snippet = snippetText(snip)
 	}
 	return r, keep && clean, false, nil
+}
+
+// snippetText makes a reply body fit for a log line: valid UTF-8, control bytes
+// (terminal escapes, line breaks) as spaces, cut at snippetBytes with a mark.
+func snippetText(b []byte) string {
+	cut := len(b) > snippetBytes
+	if cut {
+		b = b[:snippetBytes]
+	}
+	b = bytes.ToValidUTF8(b, []byte("?"))
+	for i, c := range b {
+		if c < 0x20 || c == 0x7f {
+			b[i] = ' '
+		}
+	}
+	s := strings.TrimSpace(string(b))
+	if cut {
+		s += " [cut]"
+	}
+	return s
 }
 
 var httpPrefix = []byte("HTTP/")
