@@ -203,9 +203,11 @@ func (c *Client) Filter(call *accesslog.APICall) bool {
 }
 
 // Deliver sends the call's request message and then its response message.
-// It returns nil once the node accepted both (2xx or 403), an error matching
-// ErrRejected when one was rejected for good, or the context's error (wrapped)
-// when ctx ended first; retryable failures are retried without limit meanwhile.
+// It returns nil once the node accepted both (2xx or 403), an *AlreadyHeldError
+// (ErrAlreadyHeld: delivered, too) when the node's reply shows it held the whole
+// call already, an error matching ErrRejected when one was rejected for good, or
+// the context's error (wrapped) when ctx ended first; retryable failures are
+// retried without limit meanwhile.
 func (c *Client) Deliver(ctx context.Context, call *accesslog.APICall) error {
 	start := time.Now()
 	c.m.inFlight.Inc()
@@ -226,9 +228,9 @@ func (c *Client) Deliver(ctx context.Context, call *accesslog.APICall) error {
 		_, err := c.send(ctx, m, kindResponse, false)
 		var re *RejectedError
 		switch {
-		case err == nil:
-			c.m.duration.Observe(time.Since(start).Seconds())
-			return nil
+		case err == nil, errors.Is(err, ErrAlreadyHeld):
+			c.delivered(start, err)
+			return err
 		case errors.As(err, &re) && re.Code == http.StatusBadRequest:
 			// The node no longer holds the request half (it stopped waiting
 			// for the response, e.g. before a late Firehose retry): send the
@@ -250,13 +252,23 @@ func (c *Client) Deliver(ctx context.Context, call *accesslog.APICall) error {
 		return err
 	}
 	if _, err := c.send(ctx, m, kindResponse, false); err != nil {
-		if !errors.Is(err, ErrRejected) {
+		if errors.Is(err, ErrAlreadyHeld) {
+			c.delivered(start, err)
+		} else if !errors.Is(err, ErrRejected) {
 			c.half.add(m.id, halfAccepted)
 		}
 		return err
 	}
-	c.m.duration.Observe(time.Since(start).Seconds())
+	c.delivered(start, nil)
 	return nil
+}
+
+// delivered counts a call the node accepted; held is its *AlreadyHeldError, if any.
+func (c *Client) delivered(start time.Time, held error) {
+	c.m.duration.Observe(time.Since(start).Seconds())
+	if held != nil {
+		c.m.alreadyHeld.Inc()
+	}
 }
 
 // send delivers one message, retrying until it is accepted, rejected, or ctx
@@ -287,16 +299,18 @@ func (c *Client) send(ctx context.Context, m *message, kind string, unsure bool)
 					// Lambda environment, a Kinesis lease that moved) with
 					// the response still owed. Send the response; if the
 					// node really had nothing, it rejects that too.
-					c.log.Info("node refused a resent request message; assuming an earlier attempt reached it",
+					// Debug: a replay of the same input meets this once per call.
+					c.log.Debug("node refused a resent request message; assuming an earlier attempt reached it",
 						"request_id", m.id, "body", r.snippet)
 					return unsure, nil
 				}
 				if kind == kindResponse && r.code == http.StatusBadRequest && saysDuplicate(r.snippet) {
 					// The node already completed this call: an earlier
 					// attempt (ours, cut mid-flight, or a previous owner's)
-					// delivered the response. Delivered, not rejected.
-					c.log.Info("node already holds the completed call", "request_id", m.id, "body", r.snippet)
-					return unsure, nil
+					// delivered the response. Delivered, not rejected;
+					// counted (already_held_total), not logged per call.
+					c.log.Debug("node already holds the completed call", "request_id", m.id, "body", r.snippet)
+					return unsure, &AlreadyHeldError{RequestID: m.id, Reason: r.snippet}
 				}
 				c.m.rejected.WithLabelValues(statusText(r.code)).Inc()
 				c.log.Warn("node rejected message, call skipped",
