@@ -72,6 +72,12 @@ type Client struct {
 
 	notHTTP atomic.Bool // the node's last answer was not HTTP: named once until it answers HTTP again
 
+	// "The node is back": failing is set by a retryable failure; the next answer
+	// closes back (and replaces it), waking the calls sleeping out a backoff.
+	failing  atomic.Bool
+	back     atomic.Pointer[chan struct{}]
+	lastBack atomic.Int64 // unix nanos of the last wake-up, to space them
+
 	half *halfSent
 }
 
@@ -105,6 +111,8 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Client, erro
 		probeMethod:    http.MethodGet,
 	}
 	c.nodeHostHdr = removeZone(u.Host)
+	back := make(chan struct{})
+	c.back.Store(&back)
 	port := u.Port()
 	if port == "" {
 		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
@@ -281,6 +289,7 @@ func (c *Client) send(ctx context.Context, m *message, kind string, unsure bool)
 		if err := ctx.Err(); err != nil {
 			return unsure, fmt.Errorf("deliver %s message of call %q: %w", kind, m.id, err)
 		}
+		back := *c.back.Load() // before the attempt: a return seen meanwhile still wakes us
 		r, err := c.exchange(ctx, m, kind) // one attempt
 		var reason string
 		if err == nil {
@@ -289,9 +298,11 @@ func (c *Client) send(ctx context.Context, m *message, kind string, unsure bool)
 			switch classifyStatus(r.code) {
 			case accepted:
 				c.setUp(true)
+				c.nodeAnswered()
 				return unsure, nil
 			case rejected:
 				c.setUp(true)
+				c.nodeAnswered()
 				if kind == kindRequest && r.code == http.StatusBadRequest && (unsure || saysDuplicate(r.snippet)) {
 					// Most likely "duplicate request id": the node has this
 					// request from the attempt we saw fail, or from a process
@@ -333,6 +344,9 @@ func (c *Client) send(ctx context.Context, m *message, kind string, unsure bool)
 			c.noteNotHTTP(err)
 		}
 		c.m.retries.WithLabelValues(reason).Inc()
+		if !c.failing.Load() {
+			c.failing.Store(true)
+		}
 		delay := c.backoff(attempt, r.retryAfter, r.hasRetryAfter)
 		attrs := []any{"request_id", m.id, "message", kind, "reason", reason, "attempt", attempt + 1, "delay", delay}
 		if err != nil {
@@ -351,7 +365,10 @@ func (c *Client) send(ctx context.Context, m *message, kind string, unsure bool)
 			msg = "node answered 500, which it sends when its connector.app_reply_timeout passes (among other causes); will retry"
 		}
 		c.log.Log(ctx, level, msg, attrs...)
-		if err := sleep(ctx, delay); err != nil {
+		if r.hasRetryAfter {
+			back = nil // the node asked for this wait: another call's success does not end it
+		}
+		if err := c.sleep(ctx, delay, back); err != nil {
 			return unsure, fmt.Errorf("deliver %s message of call %q: %w", kind, m.id, err)
 		}
 	}
@@ -424,10 +441,15 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	return 0, false
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
+// sleep waits out a backoff d, cut short when back closes (the node answered
+// another call after failures): then the rest of the wait becomes a full-jitter
+// pick in [0, wakeSpread], so a backlog drains in about that time without all
+// its calls hitting the node in the same instant.
+func (c *Client) sleep(ctx context.Context, d time.Duration, back <-chan struct{}) error {
 	if d <= 0 {
 		return ctx.Err()
 	}
+	start := time.Now()
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -435,7 +457,47 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	case <-t.C:
 		return nil
+	case <-back:
 	}
+	left := d - time.Since(start)
+	j := time.Duration(rand.Int64N(int64(c.wakeSpread()) + 1))
+	if j >= left {
+		j = max(left, 0)
+	}
+	t.Reset(j)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// wakeSpread is the window the woken retries spread over: short enough that a
+// backlog drains within about a second of the node's return, long enough that
+// a pool's worth of reconnects does not land at once.
+func (c *Client) wakeSpread() time.Duration {
+	return min(c.cfg.Retry.MaxBackoff, max(c.cfg.Retry.InitialBackoff, 250*time.Millisecond))
+}
+
+// minWakeInterval spaces wake-ups: a node that fails one call in two (a
+// half-broken backend) must not turn every success into a retry storm.
+const minWakeInterval = time.Second
+
+// nodeAnswered ends a failure episode: the first answer after retryable
+// failures wakes the calls sleeping out their backoff.
+func (c *Client) nodeAnswered() {
+	if !c.failing.Load() {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := c.lastBack.Load()
+	if now-last < int64(minWakeInterval) || !c.lastBack.CompareAndSwap(last, now) {
+		return // failing stays set: a later answer wakes them
+	}
+	c.failing.Store(false)
+	next := make(chan struct{})
+	close(*c.back.Swap(&next))
 }
 
 // setUp records whether the node answers; the lock is taken only on a change.
@@ -492,6 +554,7 @@ func (c *Client) probe(ctx context.Context) error {
 	if r.code < 200 || r.code > 299 {
 		return fmt.Errorf("probe node health %s: status %d: %w", c.healthText, r.code, ErrNotReady)
 	}
+	c.nodeAnswered() // healthy: calls waiting out a backoff need not wait longer
 	return nil
 }
 
