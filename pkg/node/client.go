@@ -289,7 +289,7 @@ func (c *Client) send(ctx context.Context, m *message, kind string, unsure bool)
 		if err := ctx.Err(); err != nil {
 			return unsure, fmt.Errorf("deliver %s message of call %q: %w", kind, m.id, err)
 		}
-		back := *c.back.Load() // before the attempt: a return seen meanwhile still wakes us
+		back := *c.back.Load()             // before the attempt: a return seen meanwhile still wakes us
 		r, err := c.exchange(ctx, m, kind) // one attempt
 		var reason string
 		if err == nil {
