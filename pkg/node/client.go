@@ -521,6 +521,20 @@ func (c *Client) setUp(v bool) {
 // (status below 500). False until the first answer.
 func (c *Client) Up() bool { return c.up.Load() }
 
+// Ready is a readiness check (telemetry.ReadyCheck): nil while Up, else why not,
+// naming a node that does not speak HTTP (node.url's port) apart from one that
+// does not answer.
+func (c *Client) Ready(context.Context) error {
+	switch {
+	case c.Up():
+		return nil
+	case c.notHTTP.Load():
+		return fmt.Errorf("the node at %s answers something that is not HTTP: check node.url's port", c.dialHost)
+	default:
+		return fmt.Errorf("the node at %s does not answer: %w", c.dialHost, ErrNotReady)
+	}
+}
+
 // ErrNotReady is returned by Probe when the node is reachable but not healthy.
 var ErrNotReady = errors.New("node not ready")
 

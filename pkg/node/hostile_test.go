@@ -174,6 +174,9 @@ func TestReplyThatIsNotHTTPIsNamedOnce(t *testing.T) {
 			if c.Up() {
 				t.Error("Up() = true, want false: readiness must not report a node that does not speak HTTP")
 			}
+			if err := c.Ready(context.Background()); err == nil || !strings.Contains(err.Error(), "not HTTP: check node.url's port") {
+				t.Errorf("Ready = %v, want it to name the wrong port", err)
+			}
 			if err := c.Probe(context.Background()); err == nil {
 				t.Error("Probe = nil, want an error")
 			}
