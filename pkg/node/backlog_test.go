@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"strings"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -121,5 +122,45 @@ func TestRetryAfterWaitIsNotWoken(t *testing.T) {
 	}
 	if d := time.Since(start); d < 900*time.Millisecond {
 		t.Errorf("the Retry-After wait ended after %v, want about 1s", d)
+	}
+}
+
+// An outage with many calls waiting is one warning per reason and one line when
+// the node answers again, not a warning per call and attempt.
+func TestOutageIsLoggedOnceNotPerCall(t *testing.T) {
+	t.Parallel()
+	var down atomic.Bool
+	down.Store(true)
+	srv := newRecordingServer(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
+		if down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
+	c, _, logs := logClient(t, srv.URL, func(c *Config) { c.Concurrency = 8 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			call := sampleCall()
+			call.NodeID = "outage-" + strconv.Itoa(i)
+			if err := c.Deliver(ctx, call); err != nil {
+				t.Errorf("Deliver: %v", err)
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	down.Store(false)
+	wg.Wait()
+	if got := logLines(logs, "WARN", "will retry"); len(got) != 1 {
+		t.Errorf("%d retry warnings, want 1:\n%s", len(got), strings.Join(got, "\n"))
+	}
+	if got := logLines(logs, "INFO", "node answers again"); len(got) != 1 {
+		t.Errorf("%d lines for the return, want 1:\n%s", len(got), logs)
+	}
+	if got := logLines(logs, "DEBUG", "will retry"); len(got) < 8 {
+		t.Errorf("%d retries at debug, want the rest of them", len(got))
 	}
 }

@@ -78,6 +78,12 @@ type Client struct {
 	back     atomic.Pointer[chan struct{}]
 	lastBack atomic.Int64 // unix nanos of the last wake-up, to space them
 
+	// The failure episode, for its log lines (retry path only).
+	epMu      sync.Mutex
+	epReasons map[string]bool // reasons already warned about; nil: no episode
+	epRetries int64
+	epStart   time.Time
+
 	half *halfSent
 }
 
@@ -344,9 +350,7 @@ func (c *Client) send(ctx context.Context, m *message, kind string, unsure bool)
 			c.noteNotHTTP(err)
 		}
 		c.m.retries.WithLabelValues(reason).Inc()
-		if !c.failing.Load() {
-			c.failing.Store(true)
-		}
+		firstOfReason := c.retrying(reason)
 		delay := c.backoff(attempt, r.retryAfter, r.hasRetryAfter)
 		attrs := []any{"request_id", m.id, "message", kind, "reason", reason, "attempt", attempt + 1, "delay", delay}
 		if err != nil {
@@ -354,9 +358,12 @@ func (c *Client) send(ctx context.Context, m *message, kind string, unsure bool)
 		} else if r.snippet != "" {
 			attrs = append(attrs, "body", r.snippet)
 		}
-		level := slog.LevelWarn
-		if reason == "not_http" {
-			level = slog.LevelDebug // named once by noteNotHTTP, not once per call
+		// One warning per reason per failure episode, not one per call and
+		// attempt: an outage with a full pipeline would flood the log.
+		level := slog.LevelDebug
+		if firstOfReason && reason != "not_http" { // not_http: named by noteNotHTTP
+			level = slog.LevelWarn
+			attrs = append(attrs, "note", "further retries for this reason are logged at debug until the node answers")
 		}
 		msg := "node message not accepted, will retry"
 		if err == nil && r.code == http.StatusInternalServerError {
@@ -495,9 +502,33 @@ func (c *Client) nodeAnswered() {
 	if now-last < int64(minWakeInterval) || !c.lastBack.CompareAndSwap(last, now) {
 		return // failing stays set: a later answer wakes them
 	}
+	c.epMu.Lock()
 	c.failing.Store(false)
+	retries, since := c.epRetries, c.epStart
+	c.epRetries, c.epReasons = 0, nil
+	c.epMu.Unlock()
 	next := make(chan struct{})
 	close(*c.back.Swap(&next))
+	c.log.Info("node answers again; calls waiting to retry go now",
+		"retries", retries, "after", time.Since(since).Round(time.Millisecond))
+}
+
+// retrying starts or extends a failure episode and reports whether reason is
+// new in it.
+func (c *Client) retrying(reason string) bool {
+	c.epMu.Lock()
+	defer c.epMu.Unlock()
+	if c.epReasons == nil {
+		c.epReasons = map[string]bool{}
+		c.epStart = time.Now()
+	}
+	c.epRetries++
+	c.failing.Store(true)
+	if c.epReasons[reason] {
+		return false
+	}
+	c.epReasons[reason] = true
+	return true
 }
 
 // setUp records whether the node answers; the lock is taken only on a change.
