@@ -562,7 +562,7 @@ func (c *Client) Ready(context.Context) error {
 	case c.notHTTP.Load():
 		return fmt.Errorf("the node at %s answers something that is not HTTP: check node.url's port", c.dialHost)
 	default:
-		return fmt.Errorf("the node at %s does not answer: %w", c.dialHost, ErrNotReady)
+		return fmt.Errorf("the node at %s is not up (its last probe or message got no reply, or a 5xx): %w", c.dialHost, ErrNotReady)
 	}
 }
 
