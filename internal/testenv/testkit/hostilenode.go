@@ -24,8 +24,9 @@ type HostileOptions struct {
 	// (an SSH or SMTP greeting: what a wrong port answers).
 	Banner string
 	// Reply gives the raw bytes answering request n (counted from 0 over all
-	// connections), in parts written Gap apart: more than one reply in the
-	// parts is an unsolicited extra reply. nil answers Reply200.
+	// connections), in parts written Gap apart (in one write when Gap is 0):
+	// more than one reply in the parts is an unsolicited extra reply. nil
+	// answers Reply200.
 	Reply func(n int) []string
 	// Gap is the pause between the parts of a reply.
 	Gap time.Duration
@@ -150,7 +151,11 @@ func (h *HostileNode) serve(c net.Conn) {
 }
 
 func (h *HostileNode) write(c net.Conn, n int) bool {
-	for i, part := range h.opts.Reply(n) {
+	parts := h.opts.Reply(n)
+	if h.opts.Gap == 0 { // one write: the parts reach the client together
+		parts = []string{strings.Join(parts, "")}
+	}
+	for i, part := range parts {
 		if i > 0 && h.opts.Gap > 0 {
 			time.Sleep(h.opts.Gap)
 		}
