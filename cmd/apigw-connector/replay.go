@@ -188,6 +188,9 @@ func printSummary(w io.Writer, o pipeline.Outcome, g prometheus.Gatherer, elapse
 	fmt.Fprintf(w, "  lines read:      %d\n", o.Events)
 	fmt.Fprintf(w, "  calls parsed:    %d\n", o.Calls)
 	fmt.Fprintf(w, "  delivered:       %d (%.0f calls/s over %s)\n", o.Delivered, rate, elapsed.Round(time.Millisecond))
+	if o.AlreadyHeld > 0 {
+		fmt.Fprintf(w, "  already held:    %d of the delivered (the node had them from an earlier delivery: replaying the same input again is safe)\n", o.AlreadyHeld)
+	}
 	fmt.Fprintf(w, "  rejected:        %d%s\n", o.Rejected, labelsOf(g, "apigw_connector_node_rejected_total", "code"))
 	fmt.Fprintf(w, "  undelivered:     %d\n", o.Abandoned)
 	fmt.Fprintf(w, "  filtered:        %d\n", o.Filtered)

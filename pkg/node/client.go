@@ -51,8 +51,7 @@ type Client struct {
 	scheme       string
 	dialHost     string // host:port of node.url, as given
 	dialAddr     string // host:port with the scheme's default port
-	nodeHost     string // host of node.url: the fallback forwarded host for calls without one
-	nodeHostHdr  string // nodeHost as a Host header (host_mode node, the probe)
+	nodeHostHdr  string // host of node.url as a Host header (host_mode node, the probe)
 	basePath     string // escaped url path + path prefix, no trailing slash
 	healthURL    *url.URL
 	healthTarget string // request target of the probe
@@ -70,6 +69,20 @@ type Client struct {
 
 	upMu sync.Mutex
 	up   atomic.Bool
+
+	notHTTP atomic.Bool // the node's last answer was not HTTP: named once until it answers HTTP again
+
+	// "The node is back": failing is set by a retryable failure; the next answer
+	// closes back (and replaces it), waking the calls sleeping out a backoff.
+	failing  atomic.Bool
+	back     atomic.Pointer[chan struct{}]
+	lastBack atomic.Int64 // unix nanos of the last wake-up, to space them
+
+	// The failure episode, for its log lines (retry path only).
+	epMu      sync.Mutex
+	epReasons map[string]bool // reasons already warned about; nil: no episode
+	epRetries int64
+	epStart   time.Time
 
 	half *halfSent
 }
@@ -96,7 +109,6 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Client, erro
 		log:            log,
 		scheme:         u.Scheme,
 		dialHost:       u.Host,
-		nodeHost:       u.Host,
 		hRequestID:     textproto.CanonicalMIMEHeaderKey(cfg.Headers.RequestID),
 		hForwardedHost: textproto.CanonicalMIMEHeaderKey(cfg.Headers.ForwardedHost),
 		hForwardedFor:  textproto.CanonicalMIMEHeaderKey(cfg.Headers.ForwardedFor),
@@ -104,7 +116,9 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Client, erro
 		static:         http.Header{},
 		probeMethod:    http.MethodGet,
 	}
-	c.nodeHostHdr = removeZone(c.nodeHost)
+	c.nodeHostHdr = removeZone(u.Host)
+	back := make(chan struct{})
+	c.back.Store(&back)
 	port := u.Port()
 	if port == "" {
 		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
@@ -203,18 +217,21 @@ func (c *Client) Filter(call *accesslog.APICall) bool {
 }
 
 // Deliver sends the call's request message and then its response message.
-// It returns nil once the node accepted both (2xx or 403), an error matching
-// ErrRejected when one was rejected for good, or the context's error (wrapped)
-// when ctx ended first; retryable failures are retried without limit meanwhile.
+// It returns nil once the node accepted both (2xx or 403), an *AlreadyHeldError
+// (ErrAlreadyHeld: delivered, too) when the node's reply shows it held the whole
+// call already, an error matching ErrRejected when one was rejected for good, or
+// the context's error (wrapped) when ctx ended first; retryable failures are
+// retried without limit meanwhile.
 func (c *Client) Deliver(ctx context.Context, call *accesslog.APICall) error {
 	start := time.Now()
 	c.m.inFlight.Inc()
 	defer c.m.inFlight.Dec()
 
-	m, err := c.newMessage(call)
+	m, label, err := c.newMessage(call)
 	if err != nil {
 		c.m.rejected.WithLabelValues("invalid").Inc()
-		c.log.Warn("node call not sendable, skipped", "request_id", call.RequestID, "error", err)
+		c.m.unsendable.WithLabelValues(label).Inc()
+		c.log.Warn("node call not sendable, skipped", "request_id", encodeID(call.RequestID), "reason", label, "error", err)
 		return err
 	}
 	// A call cut short earlier may still be held by the node: its request
@@ -225,9 +242,9 @@ func (c *Client) Deliver(ctx context.Context, call *accesslog.APICall) error {
 		_, err := c.send(ctx, m, kindResponse, false)
 		var re *RejectedError
 		switch {
-		case err == nil:
-			c.m.duration.Observe(time.Since(start).Seconds())
-			return nil
+		case err == nil, errors.Is(err, ErrAlreadyHeld):
+			c.delivered(start, err)
+			return err
 		case errors.As(err, &re) && re.Code == http.StatusBadRequest:
 			// The node no longer holds the request half (it stopped waiting
 			// for the response, e.g. before a late Firehose retry): send the
@@ -249,13 +266,23 @@ func (c *Client) Deliver(ctx context.Context, call *accesslog.APICall) error {
 		return err
 	}
 	if _, err := c.send(ctx, m, kindResponse, false); err != nil {
-		if !errors.Is(err, ErrRejected) {
+		if errors.Is(err, ErrAlreadyHeld) {
+			c.delivered(start, err)
+		} else if !errors.Is(err, ErrRejected) {
 			c.half.add(m.id, halfAccepted)
 		}
 		return err
 	}
-	c.m.duration.Observe(time.Since(start).Seconds())
+	c.delivered(start, nil)
 	return nil
+}
+
+// delivered counts a call the node accepted; held is its *AlreadyHeldError, if any.
+func (c *Client) delivered(start time.Time, held error) {
+	c.m.duration.Observe(time.Since(start).Seconds())
+	if held != nil {
+		c.m.alreadyHeld.Inc()
+	}
 }
 
 // send delivers one message, retrying until it is accepted, rejected, or ctx
@@ -268,16 +295,20 @@ func (c *Client) send(ctx context.Context, m *message, kind string, unsure bool)
 		if err := ctx.Err(); err != nil {
 			return unsure, fmt.Errorf("deliver %s message of call %q: %w", kind, m.id, err)
 		}
+		back := *c.back.Load()             // before the attempt: a return seen meanwhile still wakes us
 		r, err := c.exchange(ctx, m, kind) // one attempt
 		var reason string
 		if err == nil {
+			c.answersHTTP()
 			c.m.countSent(kind, r.code)
 			switch classifyStatus(r.code) {
 			case accepted:
 				c.setUp(true)
+				c.nodeAnswered()
 				return unsure, nil
 			case rejected:
 				c.setUp(true)
+				c.nodeAnswered()
 				if kind == kindRequest && r.code == http.StatusBadRequest && (unsure || saysDuplicate(r.snippet)) {
 					// Most likely "duplicate request id": the node has this
 					// request from the attempt we saw fail, or from a process
@@ -285,16 +316,18 @@ func (c *Client) send(ctx context.Context, m *message, kind string, unsure bool)
 					// Lambda environment, a Kinesis lease that moved) with
 					// the response still owed. Send the response; if the
 					// node really had nothing, it rejects that too.
-					c.log.Info("node refused a resent request message; assuming an earlier attempt reached it",
+					// Debug: a replay of the same input meets this once per call.
+					c.log.Debug("node refused a resent request message; assuming an earlier attempt reached it",
 						"request_id", m.id, "body", r.snippet)
 					return unsure, nil
 				}
 				if kind == kindResponse && r.code == http.StatusBadRequest && saysDuplicate(r.snippet) {
 					// The node already completed this call: an earlier
 					// attempt (ours, cut mid-flight, or a previous owner's)
-					// delivered the response. Delivered, not rejected.
-					c.log.Info("node already holds the completed call", "request_id", m.id, "body", r.snippet)
-					return unsure, nil
+					// delivered the response. Delivered, not rejected;
+					// counted (already_held_total), not logged per call.
+					c.log.Debug("node already holds the completed call", "request_id", m.id, "body", r.snippet)
+					return unsure, &AlreadyHeldError{RequestID: m.id, Reason: r.snippet}
 				}
 				c.m.rejected.WithLabelValues(statusText(r.code)).Inc()
 				c.log.Warn("node rejected message, call skipped",
@@ -314,8 +347,10 @@ func (c *Client) send(ctx context.Context, m *message, kind string, unsure bool)
 			unsure = true
 			reason = errorReason(err)
 			c.m.errors.WithLabelValues(reason).Inc()
+			c.noteNotHTTP(err)
 		}
 		c.m.retries.WithLabelValues(reason).Inc()
+		firstOfReason := c.retrying(reason)
 		delay := c.backoff(attempt, r.retryAfter, r.hasRetryAfter)
 		attrs := []any{"request_id", m.id, "message", kind, "reason", reason, "attempt", attempt + 1, "delay", delay}
 		if err != nil {
@@ -323,10 +358,45 @@ func (c *Client) send(ctx context.Context, m *message, kind string, unsure bool)
 		} else if r.snippet != "" {
 			attrs = append(attrs, "body", r.snippet)
 		}
-		c.log.Warn("node message not accepted, will retry", attrs...)
-		if err := sleep(ctx, delay); err != nil {
+		// One warning per reason per failure episode, not one per call and
+		// attempt: an outage with a full pipeline would flood the log.
+		level := slog.LevelDebug
+		if firstOfReason && reason != "not_http" { // not_http: named by noteNotHTTP
+			level = slog.LevelWarn
+			attrs = append(attrs, "note", "further retries for this reason are logged at debug until the node answers")
+		}
+		msg := "node message not accepted, will retry"
+		if err == nil && r.code == http.StatusInternalServerError {
+			// Named so that a user does not hunt for a node crash: the contract's
+			// reply to a message it held past its timeout (app_reply_timeout_code).
+			msg = "node answered 500, which it sends when its connector.app_reply_timeout passes (among other causes); will retry"
+		}
+		c.log.Log(ctx, level, msg, attrs...)
+		if r.hasRetryAfter {
+			back = nil // the node asked for this wait: another call's success does not end it
+		}
+		if err := c.sleep(ctx, delay, back); err != nil {
 			return unsure, fmt.Errorf("deliver %s message of call %q: %w", kind, m.id, err)
 		}
+	}
+}
+
+// noteNotHTTP names, once until the node answers HTTP again, a reply that is
+// not HTTP at all: a configuration error no retry will fix, but retries go on
+// (the port may be right and the node still starting behind something else).
+func (c *Client) noteNotHTTP(err error) {
+	var nh *notHTTPError
+	if !errors.As(err, &nh) || !c.notHTTP.CompareAndSwap(false, true) {
+		return
+	}
+	c.log.Error(fmt.Sprintf("the node at %s answered something that is not HTTP: check node.url's port", c.dialHost),
+		"url", c.cfg.URL, "reply_start", nh.sample)
+}
+
+// answersHTTP ends a not-HTTP episode.
+func (c *Client) answersHTTP() {
+	if c.notHTTP.Load() && c.notHTTP.CompareAndSwap(true, false) {
+		c.log.Info(fmt.Sprintf("the node at %s answers HTTP again", c.dialHost))
 	}
 }
 
@@ -378,10 +448,15 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	return 0, false
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
+// sleep waits out a backoff d, cut short when back closes (the node answered
+// another call after failures): then the rest of the wait becomes a full-jitter
+// pick in [0, wakeSpread], so a backlog drains in about that time without all
+// its calls hitting the node in the same instant.
+func (c *Client) sleep(ctx context.Context, d time.Duration, back <-chan struct{}) error {
 	if d <= 0 {
 		return ctx.Err()
 	}
+	start := time.Now()
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -389,7 +464,71 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	case <-t.C:
 		return nil
+	case <-back:
 	}
+	left := d - time.Since(start)
+	j := time.Duration(rand.Int64N(int64(c.wakeSpread()) + 1))
+	if j >= left {
+		j = max(left, 0)
+	}
+	t.Reset(j)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// wakeSpread is the window the woken retries spread over: short enough that a
+// backlog drains within about a second of the node's return, long enough that
+// a pool's worth of reconnects does not land at once.
+func (c *Client) wakeSpread() time.Duration {
+	return min(c.cfg.Retry.MaxBackoff, max(c.cfg.Retry.InitialBackoff, 250*time.Millisecond))
+}
+
+// minWakeInterval spaces wake-ups: a node that fails one call in two (a
+// half-broken backend) must not turn every success into a retry storm.
+const minWakeInterval = time.Second
+
+// nodeAnswered ends a failure episode: the first answer after retryable
+// failures wakes the calls sleeping out their backoff.
+func (c *Client) nodeAnswered() {
+	if !c.failing.Load() {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := c.lastBack.Load()
+	if now-last < int64(minWakeInterval) || !c.lastBack.CompareAndSwap(last, now) {
+		return // failing stays set: a later answer wakes them
+	}
+	c.epMu.Lock()
+	c.failing.Store(false)
+	retries, since := c.epRetries, c.epStart
+	c.epRetries, c.epReasons = 0, nil
+	c.epMu.Unlock()
+	next := make(chan struct{})
+	close(*c.back.Swap(&next))
+	c.log.Info("node answers again; calls waiting to retry go now",
+		"retries", retries, "after", time.Since(since).Round(time.Millisecond))
+}
+
+// retrying starts or extends a failure episode and reports whether reason is
+// new in it.
+func (c *Client) retrying(reason string) bool {
+	c.epMu.Lock()
+	defer c.epMu.Unlock()
+	if c.epReasons == nil {
+		c.epReasons = map[string]bool{}
+		c.epStart = time.Now()
+	}
+	c.epRetries++
+	c.failing.Store(true)
+	if c.epReasons[reason] {
+		return false
+	}
+	c.epReasons[reason] = true
+	return true
 }
 
 // setUp records whether the node answers; the lock is taken only on a change.
@@ -412,6 +551,20 @@ func (c *Client) setUp(v bool) {
 // Up reports whether the last probe or message got an answer from the node
 // (status below 500). False until the first answer.
 func (c *Client) Up() bool { return c.up.Load() }
+
+// Ready is a readiness check (telemetry.ReadyCheck): nil while Up, else why not,
+// naming a node that does not speak HTTP (node.url's port) apart from one that
+// does not answer.
+func (c *Client) Ready(context.Context) error {
+	switch {
+	case c.Up():
+		return nil
+	case c.notHTTP.Load():
+		return fmt.Errorf("the node at %s answers something that is not HTTP: check node.url's port", c.dialHost)
+	default:
+		return fmt.Errorf("the node at %s is not up (its last probe or message got no reply, or a 5xx): %w", c.dialHost, ErrNotReady)
+	}
+}
 
 // ErrNotReady is returned by Probe when the node is reachable but not healthy.
 var ErrNotReady = errors.New("node not ready")
@@ -436,14 +589,17 @@ func (c *Client) probe(ctx context.Context) error {
 	}
 	r, err := c.exchange(ctx, nil, kindProbe)
 	if err != nil {
+		c.noteNotHTTP(err)
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			err = fmt.Errorf("%w (%w)", ctxErr, err)
 		}
 		return fmt.Errorf("probe node health %s: %w", c.healthText, err)
 	}
+	c.answersHTTP()
 	if r.code < 200 || r.code > 299 {
 		return fmt.Errorf("probe node health %s: status %d: %w", c.healthText, r.code, ErrNotReady)
 	}
+	c.nodeAnswered() // healthy: calls waiting out a backoff need not wait longer
 	return nil
 }
 

@@ -36,6 +36,29 @@ func (e *RejectedError) Error() string {
 // Is makes errors.Is(err, ErrRejected) true.
 func (e *RejectedError) Is(target error) bool { return target == ErrRejected }
 
+// ErrAlreadyHeld matches (errors.Is) an *AlreadyHeldError.
+var ErrAlreadyHeld = errors.New("node already holds the call")
+
+// AlreadyHeldError is what Deliver returns when the node's reply shows it held
+// the whole call before this delivery (the same input replayed, a redelivery
+// after a crash or a lease move): the call is delivered, and nothing new reached
+// the node. It is not a failure: callers that settle calls count it as delivered
+// (AlreadyHeld reports true, so they need not import this package).
+type AlreadyHeldError struct {
+	RequestID string
+	Reason    string // the node's reply body snippet
+}
+
+func (e *AlreadyHeldError) Error() string {
+	return fmt.Sprintf("node already holds call %q (delivered before): %q", e.RequestID, e.Reason)
+}
+
+// AlreadyHeld reports true: the call counts as delivered.
+func (e *AlreadyHeldError) AlreadyHeld() bool { return true }
+
+// Is makes errors.Is(err, ErrAlreadyHeld) true.
+func (e *AlreadyHeldError) Is(target error) bool { return target == ErrAlreadyHeld }
+
 // replyClass sorts node replies per the contract.
 type replyClass int
 
@@ -73,8 +96,11 @@ func errorReason(err error) string {
 		recErr  tls.RecordHeaderError
 		protErr textproto.ProtocolError
 		opErr   *net.OpError
+		nhErr   *notHTTPError
 	)
 	switch {
+	case errors.As(err, &nhErr):
+		return "not_http"
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
 		return "timeout"
 	case errors.As(err, &dnsErr):

@@ -13,8 +13,8 @@ const halfSentCap = 1 << 16
 // still owed.
 type halfSent struct {
 	mu   sync.Mutex
-	ids  map[string]halfState
-	ring []string // insertion order, for eviction
+	ids  map[string]halfEntry
+	ring []string // insertion order, for eviction; "" = free slot
 	next int
 }
 
@@ -27,33 +27,43 @@ const (
 	halfAccepted           // the node accepted it: send only the response
 )
 
+// halfEntry is an id's state and its ring slot.
+type halfEntry struct {
+	st   halfState
+	slot int
+}
+
 func newHalfSent() *halfSent {
-	return &halfSent{ids: make(map[string]halfState), ring: make([]string, halfSentCap)}
+	return &halfSent{ids: make(map[string]halfEntry), ring: make([]string, halfSentCap)}
 }
 
 func (h *halfSent) add(id string, st halfState) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if _, ok := h.ids[id]; ok {
-		h.ids[id] = st
+	if e, ok := h.ids[id]; ok {
+		e.st = st
+		h.ids[id] = e
 		return
 	}
 	if old := h.ring[h.next]; old != "" {
 		delete(h.ids, old)
 	}
 	h.ring[h.next] = id
+	h.ids[id] = halfEntry{st: st, slot: h.next}
 	h.next = (h.next + 1) % len(h.ring)
-	h.ids[id] = st
 }
 
 // take returns what is known of id, and forgets it.
 func (h *halfSent) take(id string) halfState {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	st, ok := h.ids[id]
+	e, ok := h.ids[id]
 	if !ok {
 		return halfNone
 	}
-	delete(h.ids, id) // its ring slot is reused later; deleting a missing key is harmless
-	return st
+	delete(h.ids, id)
+	// Free its slot too: left there, the id added again later would be evicted
+	// when this old slot comes round, a full turn early.
+	h.ring[e.slot] = ""
+	return e.st
 }

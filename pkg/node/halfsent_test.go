@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -149,5 +150,27 @@ func TestRequestCutMidFlightIsNotLostOnRedelivery(t *testing.T) {
 	}
 	if !node.done(call.RequestID) {
 		t.Fatalf("pair not completed; messages %v", rs.kinds())
+	}
+}
+
+// An id taken and added again lives a full ring turn from its new slot: its old
+// slot, reused first, must not evict it.
+func TestHalfSentReAddedIDOutlivesItsOldSlot(t *testing.T) {
+	t.Parallel()
+	h := newHalfSent()
+	h.add("again", halfMaybe)
+	if h.take("again") != halfMaybe {
+		t.Fatal("take lost a fresh id")
+	}
+	h.add("again", halfAccepted)
+	// halfSentCap-1 more ids: the old slot is reused, the new one not yet.
+	for i := range halfSentCap - 1 {
+		h.add("filler-"+strconv.Itoa(i), halfAccepted)
+	}
+	if got := h.take("again"); got != halfAccepted {
+		t.Fatalf("take(again) = %v after %d newer ids, want halfAccepted (evicted through its old slot)", got, halfSentCap-1)
+	}
+	if len(h.ids) > halfSentCap {
+		t.Fatalf("%d ids kept, more than %d", len(h.ids), halfSentCap)
 	}
 }

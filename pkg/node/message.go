@@ -1,7 +1,7 @@
 package node
 
 import (
-	"math/rand/v2"
+	"crypto/sha256"
 	"net/netip"
 	"net/url"
 	"slices"
@@ -26,24 +26,34 @@ type message struct {
 
 // newMessage checks and normalises what the call gives, so that every message is a
 // valid HTTP/1.1 request (a refused one would be retried forever and stall the stream).
-func (c *Client) newMessage(call *accesslog.APICall) (*message, error) {
+// A call that cannot be sent is a *RejectedError with code 0; label names why for
+// unsendable_total.
+func (c *Client) newMessage(call *accesslog.APICall) (m *message, label string, err error) {
 	id := call.NodeID
 	if id == "" {
 		id = call.RequestID
 	}
-	m := &message{id: sanitizeValue(id), method: call.Method}
+	m = &message{id: encodeID(id), method: call.Method}
+	notSendable := func(label, reason string) (*message, string, error) {
+		return nil, label, &RejectedError{RequestID: m.id, Message: kindRequest, Reason: reason}
+	}
 	if m.id == "" {
-		// Request ids pair the two messages; without one, make a unique one for this delivery.
-		m.id = "apigw-connector-" + strconv.FormatUint(rand.Uint64(), 16) + strconv.FormatUint(rand.Uint64(), 16)
+		// The id pairs the two messages at the node: a made-up one would not be
+		// the same on a redelivery, so the node could not see it as a repeat.
+		return notSendable("no_request_id", "no request id")
 	}
 	if !isToken(m.method) {
-		return nil, &RejectedError{RequestID: m.id, Message: kindRequest, Reason: "invalid HTTP method " + strconv.Quote(call.Method)}
+		return notSendable("invalid_method", "invalid HTTP method "+strconv.Quote(call.Method))
 	}
-
-	m.fwdHost = c.nodeHost
-	if validHost(call.Host) {
-		m.fwdHost = call.Host
+	// The API's host, never the node's: the node attributes the call to an API
+	// (allowed_hosts, discovery) by it.
+	switch {
+	case call.Host == "":
+		return notSendable("no_host", "no host")
+	case !validHost(call.Host):
+		return notSendable("invalid_host", "invalid host "+strconv.Quote(call.Host))
 	}
+	m.fwdHost = call.Host
 	m.host = c.nodeHostHdr
 	if c.cfg.HostMode == HostModeOriginal {
 		m.host = removeZone(m.fwdHost)
@@ -60,7 +70,7 @@ func (c *Client) newMessage(call *accesslog.APICall) (*message, error) {
 		// An opaque "//x" would be written as scheme://x: give Path and its exact encoding instead.
 		p, err := url.PathUnescape(target)
 		if err != nil {
-			return nil, &RejectedError{RequestID: m.id, Message: kindRequest, Reason: "invalid path " + strconv.Quote(call.Path)}
+			return notSendable("invalid_path", "invalid path "+strconv.Quote(call.Path))
 		}
 		m.url.Path, m.url.RawPath = p, target
 	} else {
@@ -68,8 +78,57 @@ func (c *Client) newMessage(call *accesslog.APICall) (*message, error) {
 		m.url.Opaque = target
 	}
 	m.target = target
-	return m, nil
+	return m, "", nil
 }
+
+// maxIDBytes caps the request id header value; longer ids keep a prefix and a hash.
+const maxIDBytes = 256
+
+// encodeID maps a call id to its header value, injectively: bytes that are not
+// visible ASCII (controls, space, tab, non-ASCII) and '%' itself are percent-encoded,
+// so ids that differ only there stay different and none becomes empty or is
+// trimmed. An id still longer than maxIDBytes keeps its first bytes and gets a
+// SHA-256 of the whole id (distinct in practice). Ids as API Gateway writes them
+// (hex, UUIDs, base64-like) pass unchanged.
+func encodeID(id string) string {
+	n := 0
+	for i := 0; i < len(id); i++ {
+		if idEscape(id[i]) {
+			n++
+		}
+	}
+	if n == 0 && len(id) <= maxIDBytes {
+		return id
+	}
+	const hex = "0123456789ABCDEF"
+	b := make([]byte, 0, len(id)+2*n)
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; idEscape(c) {
+			b = append(b, '%', hex[c>>4], hex[c&15])
+		} else {
+			b = append(b, c)
+		}
+	}
+	if len(b) <= maxIDBytes {
+		return string(b)
+	}
+	sum := sha256.Sum256([]byte(id))
+	const keep = maxIDBytes - 1 - 2*len(sum)
+	cut := keep
+	for k := max(cut-2, 0); k < cut; k++ { // do not split a %XX escape
+		if b[k] == '%' {
+			cut = k
+			break
+		}
+	}
+	out := append(b[:cut:cut], '~')
+	for _, x := range sum {
+		out = append(out, hex[x>>4], hex[x&15])
+	}
+	return string(out)
+}
+
+func idEscape(c byte) bool { return c <= ' ' || c >= 0x7f || c == '%' }
 
 // hdrField is where the value of a message header comes from.
 type hdrField uint8
@@ -282,7 +341,8 @@ func bareIP(s string) string {
 	return UnknownSourceIP
 }
 
-// sanitizeValue replaces control bytes, which may not appear in header values.
+// sanitizeValue replaces control bytes, which may not appear in header values
+// (the user agent: lossy is fine there, it pairs nothing).
 func sanitizeValue(s string) string {
 	if isHeaderValue(s) {
 		return s

@@ -13,9 +13,13 @@ type metrics struct {
 	retries  *prometheus.CounterVec // reason
 	rejected *prometheus.CounterVec // code
 	errors   *prometheus.CounterVec // reason
-	inFlight prometheus.Gauge
-	duration prometheus.Histogram
-	up       prometheus.Gauge
+	// unsendable counts calls not sent at all, by why: the rejected_total{code="invalid"} detail.
+	unsendable *prometheus.CounterVec // reason
+	// alreadyHeld counts calls the node held before they were delivered (replays).
+	alreadyHeld prometheus.Counter
+	inFlight    prometheus.Gauge
+	duration    prometheus.Histogram
+	up          prometheus.Gauge
 
 	// The hot path's children, resolved once: a label lookup hashes strings.
 	sentReq200, sentResp200 prometheus.Counter
@@ -40,6 +44,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: ns, Subsystem: sub, Name: "errors_total",
 			Help: "Message attempts that got no HTTP reply, by reason.",
 		}, []string{"reason"}),
+		unsendable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "unsendable_total",
+			Help: "Calls not sent because they cannot be (also in rejected_total{code=\"invalid\"}), by reason (no_host, invalid_host, no_request_id, invalid_method, invalid_path).",
+		}, []string{"reason"}),
+		alreadyHeld: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "already_held_total",
+			Help: "Calls whose delivery found the node holding them already (a replay, a redelivery): delivered, nothing new sent.",
+		}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "calls_in_flight",
 			Help: "Calls being delivered (including those waiting to retry).",
@@ -54,7 +66,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "1 when the node answered the last probe or message (status below 500), else 0.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.sent, m.retries, m.rejected, m.errors, m.inFlight, m.duration, m.up} {
+	for _, c := range []prometheus.Collector{m.sent, m.retries, m.rejected, m.errors, m.unsendable, m.alreadyHeld, m.inFlight, m.duration, m.up} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -131,15 +131,14 @@ func TestMessageShapes(t *testing.T) {
 			res:     with(common, "X-Wallarm-Response-Code", "200", "Content-Length", "0"),
 		},
 		{
-			name: "double slash path, control bytes in user agent, bad host",
+			name: "double slash path, control bytes in user agent",
 			call: func(c *accesslog.APICall) {
 				c.Path = "//x"
 				c.UserAgent = "evil\r\nX-Injected: 1"
-				c.Host = "bad host/x"
 			},
 			reqLine: "GET //x HTTP/1.1", resLine: "POST //x HTTP/1.1",
-			req: with(common, "Host", "<node>", "X-Wallarm-Forwarded-Host", "<node>", "User-Agent", "evil  X-Injected: 1"),
-			res: with(common, "Host", "<node>", "X-Wallarm-Forwarded-Host", "<node>", "X-Wallarm-Response-Code", "200", "Content-Length", "0"),
+			req: with(common, "User-Agent", "evil  X-Injected: 1"),
+			res: with(common, "X-Wallarm-Response-Code", "200", "Content-Length", "0"),
 		},
 		{
 			name:    "long user agent",
@@ -202,25 +201,6 @@ func TestMessageShapes(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestInvalidCallRejectedWithoutSending(t *testing.T) {
-	t.Parallel()
-	srv := newWireServer(t, nil)
-	c, reg := testClient(t, srv.url(), nil)
-	call := sampleCall()
-	call.Method = "GE T"
-	err := c.Deliver(context.Background(), call)
-	var re *RejectedError
-	if !errors.Is(err, ErrRejected) || !errors.As(err, &re) || re.Code != 0 {
-		t.Fatalf("Deliver = %v, want a RejectedError with code 0", err)
-	}
-	if n := len(srv.messages()); n != 0 {
-		t.Errorf("sent %d messages, want 0", n)
-	}
-	if v := metricValue(t, reg, "apigw_connector_node_rejected_total", map[string]string{"code": "invalid"}); v != 1 {
-		t.Errorf("rejected_total{code=invalid} = %v, want 1", v)
 	}
 }
 
@@ -438,8 +418,8 @@ func TestPermanentRejection(t *testing.T) {
 			if re.Code != tt.wantCode || re.Message != tt.wantMsg || re.RequestID != sampleCall().RequestID {
 				t.Errorf("rejection = %+v, want code %d message %s", re, tt.wantCode, tt.wantMsg)
 			}
-			if len(re.Reason) != snippetBytes || !strings.HasPrefix(re.Reason, "reason ") {
-				t.Errorf("body snippet = %q (%d bytes), want the first %d bytes", re.Reason, len(re.Reason), snippetBytes)
+			if body, ok := strings.CutSuffix(re.Reason, " [cut]"); !ok || len(body) != snippetBytes || !strings.HasPrefix(body, "reason ") {
+				t.Errorf("body snippet = %q (%d bytes), want the first %d bytes, trimmed, and the cut mark", re.Reason, len(re.Reason), snippetBytes)
 			}
 			if got := strings.Join(srv.kinds(), ","); got != tt.wantKinds {
 				t.Errorf("messages = %s, want %s (no retry)", got, tt.wantKinds)
@@ -710,18 +690,91 @@ func TestClassifyStatus(t *testing.T) {
 	}
 }
 
-func TestMissingRequestIDGenerated(t *testing.T) {
+// Calls that cannot be sent as they are fail at once, counted by reason, with
+// nothing sent: above all, never the node's own address as the API's host.
+func TestNotSendableCalls(t *testing.T) {
 	t.Parallel()
-	srv := newRecordingServer(t, func(n int, w http.ResponseWriter, r *http.Request) {})
-	c, _ := testClient(t, srv.URL, nil)
-	call := sampleCall()
-	call.RequestID = ""
-	if err := c.Deliver(context.Background(), call); err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name, reason string
+		edit         func(*Config)
+		call         func(*accesslog.APICall)
+	}{
+		{"no host", "no_host", nil, func(c *accesslog.APICall) { c.Host = "" }},
+		{"no host, host mode node", "no_host", func(c *Config) { c.HostMode = HostModeNode }, func(c *accesslog.APICall) { c.Host = "" }},
+		{"invalid host", "invalid_host", nil, func(c *accesslog.APICall) { c.Host = "bad host/x" }},
+		{"no id", "no_request_id", nil, func(c *accesslog.APICall) { c.RequestID, c.NodeID = "", "" }},
+		{"invalid method", "invalid_method", nil, func(c *accesslog.APICall) { c.Method = "GE T" }},
 	}
-	rec := srv.recorded()
-	if len(rec) != 2 || rec[0].RequestID == "" || rec[0].RequestID != rec[1].RequestID {
-		t.Fatalf("messages %+v: want one generated request id shared by both", rec)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newWireServer(t, nil)
+			c, reg := testClient(t, srv.url(), tt.edit)
+			call := sampleCall()
+			tt.call(call)
+			err := c.Deliver(context.Background(), call)
+			var re *RejectedError
+			if !errors.As(err, &re) || re.Code != 0 || !errors.Is(err, ErrRejected) {
+				t.Fatalf("Deliver = %v, want a not-sendable RejectedError", err)
+			}
+			if n := len(srv.messages()); n != 0 {
+				t.Errorf("sent %d messages, want none", n)
+			}
+			if v := metricValue(t, reg, "apigw_connector_node_unsendable_total", map[string]string{"reason": tt.reason}); v != 1 {
+				t.Errorf("unsendable_total{reason=%s} = %v, want 1", tt.reason, v)
+			}
+			if v := metricValue(t, reg, "apigw_connector_node_rejected_total", map[string]string{"code": "invalid"}); v != 1 {
+				t.Errorf("rejected_total{code=invalid} = %v, want 1", v)
+			}
+		})
+	}
+}
+
+// The id header is never empty and ids that differ only in bytes a header
+// cannot carry stay different.
+func TestRequestIDHeaderValue(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("x", 300)
+	tests := []struct{ id, want string }{
+		{"c0ffee00-1111-2222-3333-444455556666", "c0ffee00-1111-2222-3333-444455556666"},
+		{"Ab+/=_.~", "Ab+/=_.~"},
+		{"\x01\x02", "%01%02"},
+		{" ", "%20"},
+		{"\t\r\n", "%09%0D%0A"},
+		{" a ", "%20a%20"},
+		{"a\x01", "a%01"},
+		{"a%01", "a%2501"},
+		{"caf\u00e9", "caf%C3%A9"},
+	}
+	srv := newRecordingServer(t, func(int, http.ResponseWriter, *http.Request) {})
+	c, _ := testClient(t, srv.URL, nil)
+	for _, tt := range tests {
+		call := sampleCall()
+		call.NodeID = tt.id
+		if err := c.Deliver(context.Background(), call); err != nil {
+			t.Fatalf("Deliver(id %q): %v", tt.id, err)
+		}
+		rec := srv.recorded()
+		last := rec[len(rec)-2:]
+		if last[0].RequestID != tt.want || last[1].RequestID != tt.want {
+			t.Errorf("id %q sent as %q/%q, want %q", tt.id, last[0].RequestID, last[1].RequestID, tt.want)
+		}
+	}
+	seen := map[string]string{}
+	for _, id := range []string{"\x01", "\x02", " ", "\t", "%01", "%20", long, long + "y", long + "z", long[:255] + "\x01", "a", "a "} {
+		v := encodeID(id)
+		if v == "" || len(v) > maxIDBytes {
+			t.Errorf("encodeID(%q) = %q: empty or longer than %d", id, v, maxIDBytes)
+		}
+		for i := 0; i < len(v); i++ {
+			if v[i] <= ' ' || v[i] >= 0x7f {
+				t.Errorf("encodeID(%q) = %q has byte %#x", id, v, v[i])
+			}
+		}
+		if prev, dup := seen[v]; dup {
+			t.Errorf("ids %q and %q both map to %q", prev, id, v)
+		}
+		seen[v] = id
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -89,10 +90,11 @@ func TestCallCutInHalfAfterTheNodeForgotTheRequestIsCompleted(t *testing.T) {
 	}
 }
 
-// A call completed earlier (by a previous owner of the shard, say) and
-// delivered again is refused twice as a duplicate; it is delivered, not a
-// permanent rejection to alarm on.
-func TestRedeliveredCompletedCallIsNotARejection(t *testing.T) {
+// A call completed earlier (by a previous owner of the shard, say, or the same
+// input replayed) and delivered again is refused twice as a duplicate: it is
+// delivered and reported as already held, not a permanent rejection to alarm on,
+// and not logged per call above debug.
+func TestRedeliveredCompletedCallIsAlreadyHeld(t *testing.T) {
 	t.Parallel()
 	dn := devnode.New(devnode.DefaultOptions(), prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	srv := httptest.NewServer(dn.Handler())
@@ -102,11 +104,23 @@ func TestRedeliveredCompletedCallIsNotARejection(t *testing.T) {
 	if err := first.Deliver(context.Background(), call); err != nil {
 		t.Fatal(err)
 	}
-	second, reg := testClient(t, srv.URL, nil)
-	if err := second.Deliver(context.Background(), call); err != nil {
-		t.Fatalf("redelivery of a completed call: %v, want nil", err)
+	second, reg, logs := logClient(t, srv.URL, nil)
+	for i := range 2 { // another process, then the same one again
+		err := second.Deliver(context.Background(), call)
+		var held interface{ AlreadyHeld() bool }
+		if !errors.Is(err, ErrAlreadyHeld) || errors.Is(err, ErrRejected) || !errors.As(err, &held) || !held.AlreadyHeld() {
+			t.Fatalf("redelivery %d of a completed call: %v, want an already-held report", i, err)
+		}
 	}
 	if got := metricValue(t, reg, "apigw_connector_node_rejected_total", nil); got != 0 {
-		t.Fatalf("rejected_total %v, want 0", got)
+		t.Errorf("rejected_total %v, want 0", got)
+	}
+	if got := metricValue(t, reg, "apigw_connector_node_already_held_total", nil); got != 2 {
+		t.Errorf("already_held_total %v, want 2", got)
+	}
+	for _, level := range []string{"INFO", "WARN", "ERROR"} {
+		if got := logLines(logs, level, ""); len(got) != 0 {
+			t.Errorf("%d %s records for calls already held, want none:\n%s", len(got), level, strings.Join(got, "\n"))
+		}
 	}
 }

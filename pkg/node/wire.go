@@ -11,7 +11,9 @@ import (
 	"net"
 	"net/textproto"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -39,6 +41,12 @@ type wconn struct {
 	used   bool   // carried an exchange before (a keep-alive connection)
 	idleAt time.Time
 	abort  func() // sets a past deadline; run by context.AfterFunc when the caller's ctx ends
+
+	// The idle check (readable): see wire_peek_*.go.
+	rc      syscall.RawConn
+	peekFn  func(fd uintptr)
+	peekBuf [1]byte
+	peekHit bool
 }
 
 // connPool bounds the connections to the node: a slot is held by every exchange
@@ -77,12 +85,19 @@ func (p *connPool) get(ctx context.Context, fresh bool) (*wconn, error) {
 	if !fresh {
 		p.mu.Lock()
 		p.closing = false
-		if n := len(p.idle); n > 0 {
+		for n := len(p.idle); n > 0; n = len(p.idle) {
 			wc := p.idle[n-1]
 			p.idle[n-1] = nil
 			p.idle = p.idle[:n-1]
 			p.mu.Unlock()
-			return wc, nil
+			// An idle connection with bytes waiting holds a reply nobody asked
+			// for (read as the next message's, it would settle a call the node
+			// did not accept) or the node's close: never reuse it.
+			if !wc.readable() {
+				return wc, nil
+			}
+			_ = wc.nc.Close()
+			p.mu.Lock()
 		}
 		p.mu.Unlock()
 	}
@@ -101,6 +116,7 @@ func (p *connPool) newConn(ctx context.Context) (*wconn, error) {
 	}
 	wc := &wconn{nc: nc, br: bufio.NewReaderSize(nc, readBufferSize)}
 	wc.abort = func() { _ = nc.SetDeadline(aLongTimeAgo) }
+	wc.initPeek()
 	return wc, nil
 }
 
@@ -118,7 +134,8 @@ func (p *connPool) redial(ctx context.Context, wc *wconn) (*wconn, error) {
 // put returns a connection after a complete exchange: kept idle for reuse when
 // keep, else closed. It releases the slot.
 func (p *connPool) put(wc *wconn, keep bool) {
-	if !keep {
+	// Bytes after the reply are not ours to read: an extra reply, or garbage.
+	if !keep || wc.br.Buffered() > 0 {
 		p.drop(wc)
 		return
 	}
@@ -252,6 +269,11 @@ func (c *Client) roundTrip(ctx context.Context, wc *wconn, m *message, kind stri
 	if _, err = wc.br.Peek(1); err != nil {
 		return r, false, true, err
 	}
+	// Checked on the first bytes, before waiting for a line end that garbage may
+	// never send (the reply timeout would then hide what is wrong).
+	if err = checkHTTP(wc.br); err != nil {
+		return r, false, false, err
+	}
 	h, err := readReplyHead(wc.br)
 	if err != nil {
 		return r, false, false, err
@@ -282,13 +304,57 @@ func (c *Client) roundTrip(ctx context.Context, wc *wconn, m *message, kind stri
 	}
 	var snip []byte
 	if class != accepted {
-		snip = make([]byte, 0, snippetBytes)
+		snip = make([]byte, 0, snippetBytes+1) // one more byte tells that it was cut
 	}
 	snip, clean := readBody(wc.br, h.length, h.chunked, snip)
 	if class != accepted {
-		r.snippet = string(bytes.ToValidUTF8(snip, []byte("?")))
+		r.snippet = snippetText(snip)
 	}
 	return r, keep && clean, false, nil
+}
+
+// snippetText makes a reply body fit for a log line: valid UTF-8, control bytes
+// (terminal escapes, line breaks) as spaces, cut at snippetBytes with a mark.
+func snippetText(b []byte) string {
+	cut := len(b) > snippetBytes
+	if cut {
+		b = b[:snippetBytes]
+	}
+	b = bytes.ToValidUTF8(b, []byte("?"))
+	for i, c := range b {
+		if c < 0x20 || c == 0x7f {
+			b[i] = ' '
+		}
+	}
+	s := strings.TrimSpace(string(b))
+	if cut {
+		s += " [cut]"
+	}
+	return s
+}
+
+var httpPrefix = []byte("HTTP/")
+
+// notHTTPError is a reply that does not start as HTTP: most often node.url names
+// another service's port (an SSH or SMTP banner, a binary protocol).
+type notHTTPError struct{ sample string }
+
+func (e *notHTTPError) Error() string {
+	return fmt.Sprintf("reply is not HTTP: it starts %q", e.sample)
+}
+
+// checkHTTP fails when the reply's buffered first bytes cannot begin "HTTP/".
+func checkHTTP(br *bufio.Reader) error {
+	b, _ := br.Peek(min(br.Buffered(), len(httpPrefix)))
+	if bytes.HasPrefix(httpPrefix, b) {
+		return nil
+	}
+	return newNotHTTP(br)
+}
+
+func newNotHTTP(br *bufio.Reader) error {
+	b, _ := br.Peek(min(br.Buffered(), 64))
+	return &notHTTPError{sample: string(bytes.ToValidUTF8(b, []byte("?")))}
 }
 
 // replyHead is what the client uses of a reply's status line and headers.
@@ -323,6 +389,9 @@ func readOneHead(br *bufio.Reader, budget *int) (replyHead, error) {
 	line, err := readLine(br, budget)
 	if err != nil {
 		return h, err
+	}
+	if !bytes.HasPrefix(line, httpPrefix) {
+		return h, &notHTTPError{sample: string(bytes.ToValidUTF8(line[:min(len(line), 64)], []byte("?")))}
 	}
 	// Parsed as net/http does: "HTTP/x.y SP code [SP reason]".
 	proto, status, ok := bytes.Cut(line, []byte{' '})

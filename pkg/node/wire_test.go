@@ -47,8 +47,8 @@ func TestReplyFramingAndReuse(t *testing.T) {
 		{"503 chunked body", "", "HTTP/1.1 503 Busy\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk("busy") + "0\r\n\r\n", "http_503", 1},
 
 		{"malformed status line", "", "HTTP/1.1 OK\r\nContent-Length: 0\r\n\r\n", "protocol", 2},
-		{"status line without code", "", "garbage\r\n\r\n", "protocol", 2},
-		{"bad version", "", "HTTZ/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", "protocol", 2},
+		{"status line without code", "", "garbage\r\n\r\n", "not_http", 2},
+		{"bad version", "", "HTTZ/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", "not_http", 2},
 		{"header line without colon", "", "HTTP/1.1 200 OK\r\nContent-Length 0\r\n\r\n", "protocol", 2},
 		{"bad Content-Length", "", "HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n", "connection", 2},
 		{"conflicting Content-Length", "", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nContent-Length: 3\r\n\r\nabc", "connection", 2},

@@ -48,7 +48,8 @@ type Outcome struct {
 	Calls        int // calls parsed
 	Filtered     int // calls skipped by filters
 	Duplicates   int // calls skipped by the Deduper
-	Delivered    int // calls accepted by the node (2xx or 403)
+	Delivered    int // calls accepted by the node (2xx or 403), AlreadyHeld included
+	AlreadyHeld  int // of Delivered, calls the node held already (a replay, a redelivery): nothing new sent
 	Rejected     int // calls permanently rejected by the node (4xx other than 408/429)
 	Abandoned    int // calls neither delivered nor rejected because the batch context ended
 }
@@ -66,6 +67,7 @@ func (o *Outcome) Add(b Outcome) {
 	o.Filtered += b.Filtered
 	o.Duplicates += b.Duplicates
 	o.Delivered += b.Delivered
+	o.AlreadyHeld += b.AlreadyHeld
 	o.Rejected += b.Rejected
 	o.Abandoned += b.Abandoned
 }

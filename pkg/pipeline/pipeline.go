@@ -175,6 +175,15 @@ func (p *Pipeline) deliver(j *job) {
 		return
 	}
 	err := p.fwd.Deliver(j.ctx, &j.call)
+	// An error reporting AlreadyHeld (node.AlreadyHeldError) is a delivery the
+	// node had seen before: settled as delivered, counted apart.
+	var held interface{ AlreadyHeld() bool }
+	if err != nil && errors.As(err, &held) && held.AlreadyHeld() {
+		j.s.mu.Lock()
+		j.s.outcome.AlreadyHeld++
+		j.s.mu.Unlock()
+		err = nil
+	}
 	switch {
 	case err == nil:
 		if j.s.dedup != nil {
