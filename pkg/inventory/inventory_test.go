@@ -93,7 +93,7 @@ func TestOpenAPIValid(t *testing.T) {
 		for _, e := range verrs {
 			t.Errorf("schema: %s: %s", e.Message, e.Reason)
 			for _, se := range e.SchemaValidationErrors {
-				t.Errorf("  %s at %s", se.Reason, se.Location)
+				t.Errorf("  %s at %s", se.Reason, se.FieldPath)
 			}
 		}
 		t.Fatalf("document:\n%s", b.String())
@@ -151,5 +151,22 @@ func TestTableAndJSON(t *testing.T) {
 	var eps []Endpoint
 	if err := json.Unmarshal(jb.Bytes(), &eps); err != nil || len(eps) != 6 {
 		t.Errorf("JSON: %d endpoints, %v", len(eps), err)
+	}
+}
+
+// The schema check is real: a response without its required description fails it.
+func TestOpenAPIValidatorRejectsInvalid(t *testing.T) {
+	t.Parallel()
+	bad := []byte(`{"openapi":"3.1.0","info":{"title":"x","version":"1"},"paths":{"/a":{"get":{"responses":{"200":{}}}}}}`)
+	doc, err := libopenapi.NewDocument(bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, errs := validator.NewValidator(doc)
+	if len(errs) > 0 {
+		t.Fatalf("validator: %v", errs)
+	}
+	if ok, _ := v.ValidateDocument(); ok {
+		t.Fatal("a response without description passed the schema check")
 	}
 }
