@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // DynamoDBAPI is the subset of *dynamodb.Client the coordinator uses.
@@ -39,11 +43,66 @@ func isConditionalFailure(err error) bool {
 	return errors.As(err, &ccf)
 }
 
-// table wraps the lease table's reads and conditional writes.
+// table wraps the lease table's reads and conditional writes. The zero
+// state (a table literal) works: it filters rows but neither logs nor counts
+// them, and never uses the owner index.
 type table struct {
-	db   DynamoDBAPI
-	name string
+	db    DynamoDBAPI
+	name  string
+	state *tableState
 }
+
+// tableState is what a table learns over its life, shared by its copies.
+type tableState struct {
+	log      *slog.Logger
+	skipped  *prometheus.CounterVec // by reason; nil: not counted
+	hasIndex atomic.Bool            // LeaseOwnerToLeaseKeyIndex seen by ensure
+
+	mu     sync.Mutex
+	logged map[string]bool // skipped keys already logged
+}
+
+func newTable(db DynamoDBAPI, name string, log *slog.Logger, m *metrics) table {
+	st := &tableState{log: log, logged: map[string]bool{}}
+	if m != nil {
+		st.skipped = m.skipped
+	}
+	if st.log == nil {
+		st.log = slog.New(slog.DiscardHandler)
+	}
+	return table{db: db, name: name, state: st}
+}
+
+// noteSkipped counts a row scan left out and logs it once per key and
+// reason: the same rows come back on every scan.
+func (t table) noteSkipped(key, reason string, err error) {
+	if t.state == nil {
+		return
+	}
+	if t.state.skipped != nil {
+		t.state.skipped.WithLabelValues(reason).Inc()
+	}
+	t.state.mu.Lock()
+	seen := t.state.logged[reason+"\x00"+key]
+	if !seen {
+		if len(t.state.logged) >= maxLoggedSkips { // bound memory on a huge table
+			clear(t.state.logged)
+		}
+		t.state.logged[reason+"\x00"+key] = true
+	}
+	t.state.mu.Unlock()
+	if seen {
+		return
+	}
+	args := []any{"table", t.name, "key", key, "reason", reason}
+	if err != nil {
+		t.state.log.Warn("lease table row skipped: cannot decode it", append(args, "err", err)...)
+		return
+	}
+	t.state.log.Info("lease table row skipped: not a lease of this stream", args...)
+}
+
+const maxLoggedSkips = 10000
 
 // ensure creates the table when missing (if allowed) and waits until ACTIVE.
 func (t table) ensure(ctx context.Context, create bool) error {
@@ -95,19 +154,27 @@ func (t table) status(ctx context.Context) (types.TableStatus, error) {
 	return out.Table.TableStatus, nil
 }
 
-// scan reads every lease (strongly consistent).
+// scan reads every lease of this stream, page by page, eventually
+// consistent as the Java KCL's listLeases: expiry is judged on counters
+// changing over time, and every write is conditional anyway.
+//
+// It leaves out (counted and logged once by skipReason) what is not a
+// single-stream lease: KCL 3.x entity rows, rows without leaseCounter,
+// multi-stream leases and undecodable rows. One bad row must not stop
+// every worker from renewing and taking.
 func (t table) scan(ctx context.Context) ([]Lease, error) {
 	var leases []Lease
-	in := &dynamodb.ScanInput{TableName: aws.String(t.name), ConsistentRead: aws.Bool(true)}
+	in := &dynamodb.ScanInput{TableName: aws.String(t.name), ConsistentRead: aws.Bool(false)}
 	for {
 		out, err := t.db.Scan(ctx, in)
 		if err != nil {
 			return nil, fmt.Errorf("scan lease table %s: %w", t.name, err)
 		}
 		for _, item := range out.Items {
-			l, err := leaseFromItem(item)
-			if err != nil {
-				return nil, fmt.Errorf("scan lease table %s: %w", t.name, err)
+			l, reason, err := leaseFromScanItem(item)
+			if reason != "" {
+				t.noteSkipped(itemKey(item), reason, err)
+				continue
 			}
 			leases = append(leases, l)
 		}
