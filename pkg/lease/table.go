@@ -228,20 +228,31 @@ func (t table) deleteEnded(ctx context.Context, l Lease) error {
 }
 
 // take sets this worker as owner, conditional on the counter and owner read.
+// Like the Java KCL's takeLease it removes checkpointOwner (a KCL 3.x
+// hand-off in progress is over once someone takes the lease) and counts an
+// owner switch only when the lease changes hands: the previous owner was set
+// and is someone else, or this worker was the hand-off's checkpointOwner.
 // Returns the lease as written.
 func (t table) take(ctx context.Context, l Lease, owner string) (Lease, error) {
 	cond := "#c = :c AND attribute_not_exists(#o)"
-	vals := map[string]types.AttributeValue{":c": numAV(l.Counter), ":one": numAV(1), ":zero": numAV(0), ":me": strAV(owner)}
+	vals := map[string]types.AttributeValue{":c": numAV(l.Counter), ":one": numAV(1), ":me": strAV(owner)}
+	names := map[string]string{"#c": attrCounter, "#o": attrOwner, "#co": attrCheckpointOwner}
 	if l.Owner != "" {
 		cond = "#c = :c AND #o = :old"
 		vals[":old"] = strAV(l.Owner)
 	}
+	set := "SET #o = :me, #c = #c + :one"
+	if (l.Owner != "" && l.Owner != owner) || l.CheckpointOwner == owner {
+		set += ", #sw = if_not_exists(#sw, :zero) + :one"
+		names["#sw"] = attrOwnerSwitches
+		vals[":zero"] = numAV(0)
+	}
 	out, err := t.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(t.name),
 		Key:                       keyOf(l.Key),
-		UpdateExpression:          aws.String("SET #o = :me, #c = #c + :one, #sw = if_not_exists(#sw, :zero) + :one"),
+		UpdateExpression:          aws.String(set + " REMOVE #co"),
 		ConditionExpression:       aws.String(cond),
-		ExpressionAttributeNames:  map[string]string{"#c": attrCounter, "#o": attrOwner, "#sw": attrOwnerSwitches},
+		ExpressionAttributeNames:  names,
 		ExpressionAttributeValues: vals,
 		ReturnValues:              types.ReturnValueAllNew,
 	})
@@ -264,7 +275,9 @@ func (t table) renew(ctx context.Context, key string, counter int64, owner strin
 }
 
 // checkpoint writes a checkpoint (and children at SHARD_END), resets the
-// owner-switch count and clears a pending checkpoint, as the KCL does.
+// owner-switch count and clears a pending checkpoint with its KCL 3.x
+// application state, as the KCL's updateLease does, and any checkpointOwner
+// (ours is no hand-off: we hold the lease).
 func (t table) checkpoint(ctx context.Context, key string, counter int64, owner, seq string, sub int64, children []string) error {
 	cond, vals := ownerCond(counter, owner)
 	vals[":cp"] = strAV(seq)
@@ -274,6 +287,7 @@ func (t table) checkpoint(ctx context.Context, key string, counter int64, owner,
 	names := map[string]string{
 		"#c": attrCounter, "#o": attrOwner, "#cp": attrCheckpoint, "#sub": attrCheckpointSub,
 		"#sw": attrOwnerSwitches, "#pc": attrPendingCheckpoint, "#pcs": attrPendingCheckpointSN,
+		"#pst": attrPendingCheckpointStat, "#co": attrCheckpointOwner,
 	}
 	if len(children) > 0 {
 		set += ", #ch = :ch"
@@ -283,7 +297,7 @@ func (t table) checkpoint(ctx context.Context, key string, counter int64, owner,
 	_, err := t.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(t.name),
 		Key:                       keyOf(key),
-		UpdateExpression:          aws.String(set + " REMOVE #pc, #pcs"),
+		UpdateExpression:          aws.String(set + " REMOVE #pc, #pcs, #pst, #co"),
 		ConditionExpression:       aws.String(cond),
 		ExpressionAttributeNames:  names,
 		ExpressionAttributeValues: vals,
