@@ -6,6 +6,13 @@
 // pendingCheckpointSubSequenceNumber, ownerSwitchesSinceCheckpoint,
 // parentShardId, childShardIds, startingHashKey, endingHashKey), so a table
 // written by a Java KCL application is read and resumed from its checkpoints.
+// What KCL 3.x adds is understood: a take removes checkpointOwner, a
+// checkpoint removes pendingCheckpointState, other attributes
+// (throughputKBps...) stay; scans skip the non-lease rows of KCL 3.5's
+// single-table format (entityType other than LEASE, or no leaseCounter),
+// multi-stream leases (keys account:stream:epoch:shardId) and undecodable
+// rows, counted and logged once. A table this package creates has KCL 3.x's
+// LeaseOwnerToLeaseKeyIndex.
 //
 // A Coordinator keeps the shard leases of one worker: it renews the leases it
 // holds, takes expired and unowned ones, steals from overloaded workers until
@@ -24,8 +31,14 @@
 //     pushing the victim below the target);
 //   - leases at SHARD_END are neither balanced nor taken: their holder
 //     releases them once its processor returns, and shard sync deletes them
-//     when the stream no longer retains the shard and every child has a lease
-//     (or is gone from the stream too);
+//     once every child has a lease that made progress (past TRIM_HORIZON,
+//     LATEST and AT_TIMESTAMP) and their own parents' leases are gone, as the
+//     KCL's LeaseCleanupManager does, or once the stream no longer has the
+//     shard and every child the stream still has is leased;
+//   - shard sync also deletes the unfinished lease of a shard the stream no
+//     longer has (its records expired), once it is idle or held here and
+//     its listed children are leased: such a parent must not block its
+//     children forever;
 //   - shard sync creates no lease for a shard that already has a leased
 //     descendant (a finished ancestor whose lease the KCL cleaned up), and
 //     creates parents' leases before their children's;

@@ -215,14 +215,30 @@ func (t table) create(ctx context.Context, s Shard, checkpoint string) (bool, er
 	return err == nil, err
 }
 
-// deleteEnded deletes a SHARD_END lease if it is unchanged since read.
-func (t table) deleteEnded(ctx context.Context, l Lease) error {
+// deleteUnchanged deletes a lease if its counter, owner and checkpoint are
+// still as read: a lease someone renewed, took or checkpointed since stays.
+func (t table) deleteUnchanged(ctx context.Context, l Lease) error {
+	cond := "#c = :c"
+	names := map[string]string{"#c": attrCounter, "#o": attrOwner, "#cp": attrCheckpoint}
+	vals := map[string]types.AttributeValue{":c": numAV(l.Counter)}
+	if l.Owner == "" {
+		cond += " AND attribute_not_exists(#o)"
+	} else {
+		cond += " AND #o = :o"
+		vals[":o"] = strAV(l.Owner)
+	}
+	if l.Checkpoint == "" {
+		cond += " AND attribute_not_exists(#cp)"
+	} else {
+		cond += " AND #cp = :cp"
+		vals[":cp"] = strAV(l.Checkpoint)
+	}
 	_, err := t.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{
 		TableName:                 aws.String(t.name),
 		Key:                       keyOf(l.Key),
-		ConditionExpression:       aws.String("#c = :c AND #cp = :end"),
-		ExpressionAttributeNames:  map[string]string{"#c": attrCounter, "#cp": attrCheckpoint},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":c": numAV(l.Counter), ":end": strAV(ShardEnd)},
+		ConditionExpression:       aws.String(cond),
+		ExpressionAttributeNames:  names,
+		ExpressionAttributeValues: vals,
 	})
 	return err
 }
