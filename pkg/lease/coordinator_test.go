@@ -47,9 +47,12 @@ func TestTableSchema(t *testing.T) {
 	if len(tbl.KeySchema) != 1 || aws.ToString(tbl.KeySchema[0].AttributeName) != "leaseKey" || tbl.KeySchema[0].KeyType != types.KeyTypeHash {
 		t.Errorf("key schema = %+v, want leaseKey HASH only", tbl.KeySchema)
 	}
-	if len(tbl.AttributeDefinitions) != 1 || aws.ToString(tbl.AttributeDefinitions[0].AttributeName) != "leaseKey" ||
-		tbl.AttributeDefinitions[0].AttributeType != types.ScalarAttributeTypeS {
-		t.Errorf("attribute definitions = %+v, want leaseKey S", tbl.AttributeDefinitions)
+	defs := map[string]types.ScalarAttributeType{}
+	for _, d := range tbl.AttributeDefinitions {
+		defs[aws.ToString(d.AttributeName)] = d.AttributeType
+	}
+	if len(defs) != 2 || defs["leaseKey"] != types.ScalarAttributeTypeS || defs["leaseOwner"] != types.ScalarAttributeTypeS {
+		t.Errorf("attribute definitions = %v, want leaseKey S and leaseOwner S (owner index)", defs)
 	}
 	if tbl.BillingModeSummary == nil || tbl.BillingModeSummary.BillingMode != types.BillingModePayPerRequest {
 		t.Errorf("billing mode = %+v, want PAY_PER_REQUEST", tbl.BillingModeSummary)

@@ -23,8 +23,8 @@ type logRecorder struct {
 }
 
 func (r *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
-func (r *logRecorder) WithAttrs([]slog.Attr) slog.Handler        { return r }
-func (r *logRecorder) WithGroup(string) slog.Handler             { return r }
+func (r *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r *logRecorder) WithGroup(string) slog.Handler            { return r }
 func (r *logRecorder) Handle(_ context.Context, rec slog.Record) error {
 	var key string
 	rec.Attrs(func(a slog.Attr) bool {
@@ -94,7 +94,7 @@ func TestScanFixtures(t *testing.T) {
 				{Key: "shardId-000000000003", Counter: 1, Checkpoint: TrimHorizon, ParentShardIDs: []string{"shardId-000000000000"},
 					StartingHashKey: "85070591730234615865843651857942052864", EndingHashKey: hashHalf},
 				{Key: "shardId-000000000004", Owner: javaB, Counter: 4, Checkpoint: AtTimestamp, OwnerSwitchesSinceCheckpoint: 1,
-					ParentShardIDs: []string{"shardId-000000000001", "shardId-000000000003"},
+					ParentShardIDs:  []string{"shardId-000000000001", "shardId-000000000003"},
 					StartingHashKey: "85070591730234615865843651857942052864", EndingHashKey: hashMax},
 				{Key: "shardId-000000000005", Checkpoint: Latest},
 			},
@@ -103,7 +103,7 @@ func TestScanFixtures(t *testing.T) {
 			fixture: "kcl35-single-table.json",
 			want: []Lease{
 				{Key: "shardId-000000000000", Owner: "java-worker-dead", Counter: 90211,
-					Checkpoint: "49651376528170395212930557711312413419587437112637358098",
+					Checkpoint:      "49651376528170395212930557711312413419587437112637358098",
 					StartingHashKey: "0", EndingHashKey: "113427455640312821154458202477256070484"},
 				{Key: "shardId-000000000001", Owner: "java-worker-b", CheckpointOwner: "java-worker-dead", Counter: 88790,
 					Checkpoint:        "49651376528192695958129088334453949137860085474143338514",
@@ -263,4 +263,3 @@ func TestScanWithoutState(t *testing.T) {
 		t.Errorf("scan = %d leases, want 4", len(got))
 	}
 }
-

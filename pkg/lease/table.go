@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +21,7 @@ type DynamoDBAPI interface {
 	CreateTable(ctx context.Context, in *dynamodb.CreateTableInput, opts ...func(*dynamodb.Options)) (*dynamodb.CreateTableOutput, error)
 	DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, opts ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
 	Scan(ctx context.Context, in *dynamodb.ScanInput, opts ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
+	Query(ctx context.Context, in *dynamodb.QueryInput, opts ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
 	PutItem(ctx context.Context, in *dynamodb.PutItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
 	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
 	GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
@@ -104,9 +106,15 @@ func (t table) noteSkipped(key, reason string, err error) {
 
 const maxLoggedSkips = 10000
 
-// ensure creates the table when missing (if allowed) and waits until ACTIVE.
+// ownerIndex is the GSI KCL 3.x creates on the lease table (hash
+// leaseOwner, range leaseKey, keys only) to list a worker's leases.
+const ownerIndex = "LeaseOwnerToLeaseKeyIndex"
+
+// ensure creates the table when missing (if allowed), like KCL 3.x with its
+// owner index, and waits until ACTIVE. It notes whether the owner index is
+// there and ACTIVE, for queryOwned.
 func (t table) ensure(ctx context.Context, create bool) error {
-	status, err := t.status(ctx)
+	desc, err := t.describe(ctx)
 	var rnf *types.ResourceNotFoundException
 	switch {
 	case errors.As(err, &rnf):
@@ -114,10 +122,21 @@ func (t table) ensure(ctx context.Context, create bool) error {
 			return fmt.Errorf("%w: %s (create it, or enable table creation)", ErrTableNotFound, t.name)
 		}
 		_, err = t.db.CreateTable(ctx, &dynamodb.CreateTableInput{
-			TableName:            aws.String(t.name),
-			AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(attrKey), AttributeType: types.ScalarAttributeTypeS}},
-			KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String(attrKey), KeyType: types.KeyTypeHash}},
-			BillingMode:          types.BillingModePayPerRequest,
+			TableName: aws.String(t.name),
+			AttributeDefinitions: []types.AttributeDefinition{
+				{AttributeName: aws.String(attrKey), AttributeType: types.ScalarAttributeTypeS},
+				{AttributeName: aws.String(attrOwner), AttributeType: types.ScalarAttributeTypeS},
+			},
+			KeySchema:   []types.KeySchemaElement{{AttributeName: aws.String(attrKey), KeyType: types.KeyTypeHash}},
+			BillingMode: types.BillingModePayPerRequest,
+			GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{{
+				IndexName: aws.String(ownerIndex),
+				KeySchema: []types.KeySchemaElement{
+					{AttributeName: aws.String(attrOwner), KeyType: types.KeyTypeHash},
+					{AttributeName: aws.String(attrKey), KeyType: types.KeyTypeRange},
+				},
+				Projection: &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly},
+			}},
 		})
 		var inUse *types.ResourceInUseException
 		if err != nil && !errors.As(err, &inUse) { // inUse: another worker created it first
@@ -125,17 +144,23 @@ func (t table) ensure(ctx context.Context, create bool) error {
 		}
 	case err != nil:
 		return fmt.Errorf("describe lease table %s: %w", t.name, err)
-	case status == types.TableStatusActive:
+	case desc.TableStatus == types.TableStatusActive:
+		t.noteIndex(desc)
 		return nil
 	}
 	delay := 50 * time.Millisecond
 	for {
-		status, err = t.status(ctx)
-		if err == nil && status == types.TableStatusActive {
+		desc, err = t.describe(ctx)
+		if err == nil && desc.TableStatus == types.TableStatusActive {
+			t.noteIndex(desc)
 			return nil
 		}
 		if err != nil && !errors.As(err, &rnf) {
 			return fmt.Errorf("describe lease table %s: %w", t.name, err)
+		}
+		var status types.TableStatus
+		if desc != nil {
+			status = desc.TableStatus
 		}
 		select {
 		case <-ctx.Done():
@@ -146,12 +171,100 @@ func (t table) ensure(ctx context.Context, create bool) error {
 	}
 }
 
-func (t table) status(ctx context.Context) (types.TableStatus, error) {
+func (t table) describe(ctx context.Context) (*types.TableDescription, error) {
 	out, err := t.db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(t.name)})
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	return out.Table.TableStatus, nil
+	if out.Table == nil {
+		return nil, errors.New("describe table: no table description")
+	}
+	return out.Table, nil
+}
+
+// noteIndex records whether the owner index exists and is ACTIVE (a KCL
+// 3.x worker may still be building it on a table of 2.x days).
+func (t table) noteIndex(desc *types.TableDescription) {
+	if t.state == nil {
+		return
+	}
+	has := false
+	for _, gsi := range desc.GlobalSecondaryIndexes {
+		if aws.ToString(gsi.IndexName) == ownerIndex && gsi.IndexStatus == types.IndexStatusActive {
+			has = true
+		}
+	}
+	t.state.hasIndex.Store(has)
+}
+
+// queryOwned lists the keys of the leases owner holds: through the owner
+// index when ensure saw it, else (or when the index is gone) by a filtered
+// scan. Both are eventually consistent, like the Java KCL's
+// listLeaseKeysForWorker.
+func (t table) queryOwned(ctx context.Context, owner string) ([]string, error) {
+	if t.state != nil && t.state.hasIndex.Load() {
+		keys, err := t.queryOwnerIndex(ctx, owner)
+		var rnf *types.ResourceNotFoundException
+		if err == nil || !errors.As(err, &rnf) {
+			return keys, err
+		}
+		t.state.hasIndex.Store(false) // index removed since: scan from now on
+	}
+	return t.scanOwned(ctx, owner)
+}
+
+func (t table) queryOwnerIndex(ctx context.Context, owner string) ([]string, error) {
+	in := &dynamodb.QueryInput{
+		TableName:                 aws.String(t.name),
+		IndexName:                 aws.String(ownerIndex),
+		KeyConditionExpression:    aws.String("#o = :o"),
+		ExpressionAttributeNames:  map[string]string{"#o": attrOwner},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":o": strAV(owner)},
+	}
+	var keys []string
+	for {
+		out, err := t.db.Query(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("query leases of %s in %s: %w", owner, t.name, err)
+		}
+		for _, item := range out.Items {
+			// Keys only: entity rows have no leaseOwner, so they are not in
+			// the index; multi-stream keys may be, and are no lease of ours.
+			if k, ok := item[attrKey].(*types.AttributeValueMemberS); ok && !strings.Contains(k.Value, ":") {
+				keys = append(keys, k.Value)
+			}
+		}
+		if len(out.LastEvaluatedKey) == 0 {
+			return keys, nil
+		}
+		in.ExclusiveStartKey = out.LastEvaluatedKey
+	}
+}
+
+func (t table) scanOwned(ctx context.Context, owner string) ([]string, error) {
+	in := &dynamodb.ScanInput{
+		TableName:                 aws.String(t.name),
+		ConsistentRead:            aws.Bool(false),
+		FilterExpression:          aws.String("#o = :o"),
+		ExpressionAttributeNames:  map[string]string{"#o": attrOwner},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":o": strAV(owner)},
+	}
+	var keys []string
+	for {
+		out, err := t.db.Scan(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("scan leases of %s in %s: %w", owner, t.name, err)
+		}
+		for _, item := range out.Items {
+			if l, reason, _ := leaseFromScanItem(item); reason == "" {
+				keys = append(keys, l.Key)
+			}
+		}
+		if len(out.LastEvaluatedKey) == 0 {
+			return keys, nil
+		}
+		in.ExclusiveStartKey = out.LastEvaluatedKey
+	}
 }
 
 // scan reads every lease of this stream, page by page, eventually
