@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,11 +62,92 @@ type tableState struct {
 	hasIndex atomic.Bool            // LeaseOwnerToLeaseKeyIndex seen by ensure
 
 	mu     sync.Mutex
-	logged map[string]bool // skipped keys already logged
+	logged map[string]bool     // skipped keys already logged
+	writes map[string]ownWrite // our recent writes, by key
+	window time.Duration       // how long a write overrides older scan results
+}
+
+// ownWrite is what our last write of a lease left in the table. An
+// eventually consistent scan may still return the item as it was before
+// (a replica behind by up to about a second): without this, the taker
+// would read our own fresh take as "another owner" and drop the lease.
+type ownWrite struct {
+	counter    int64
+	owner      string
+	hasCP      bool // checkpoint fields below are known
+	checkpoint string
+	sub        int64
+	children   []string
+	at         time.Time
+}
+
+// ownWriteWindow bounds how long our write overrides an older scan result:
+// far above DynamoDB's replication lag, and short enough that a lease
+// deleted and re-created by someone else (counter back to 0) is soon read
+// as it is.
+const ownWriteWindow = 10 * time.Second
+
+// noteWrite records a successful write by us of the lease at counter
+// (before the write). A write following our previous one carries over
+// what it does not change.
+func (t table) noteWrite(key string, counter int64, apply func(w *ownWrite)) {
+	if t.state == nil {
+		return
+	}
+	t.state.mu.Lock()
+	defer t.state.mu.Unlock()
+	w, ok := t.state.writes[key]
+	if !ok || w.counter != counter {
+		w = ownWrite{}
+	}
+	apply(&w)
+	w.at = time.Now()
+	t.state.writes[key] = w
+	if len(t.state.writes) > maxLoggedSkips { // leases long gone from our hands
+		for k, old := range t.state.writes {
+			if time.Since(old.at) > t.state.window {
+				delete(t.state.writes, k)
+			}
+		}
+	}
+}
+
+// notOlderThanOwnWrites returns l, or l as our own more recent write left
+// it when the scan read an older version.
+func (t table) notOlderThanOwnWrites(l Lease) Lease {
+	if t.state == nil {
+		return l
+	}
+	t.state.mu.Lock()
+	defer t.state.mu.Unlock()
+	w, ok := t.state.writes[l.Key]
+	switch {
+	case !ok:
+		return l
+	case time.Since(w.at) > t.state.window:
+		delete(t.state.writes, l.Key)
+		return l
+	case l.Counter >= w.counter:
+		return l
+	}
+	l.Counter, l.Owner = w.counter, w.owner
+	if w.owner != "" {
+		l.CheckpointOwner = "" // every write of ours as holder removed it, or found none
+	}
+	if w.hasCP {
+		if l.Checkpoint != w.checkpoint || l.CheckpointSubSequenceNumber != w.sub {
+			l.PendingCheckpoint = ""
+		}
+		l.Checkpoint, l.CheckpointSubSequenceNumber = w.checkpoint, w.sub
+		if len(w.children) > 0 {
+			l.ChildShardIDs = slices.Clone(w.children)
+		}
+	}
+	return l
 }
 
 func newTable(db DynamoDBAPI, name string, log *slog.Logger, m *metrics) table {
-	st := &tableState{log: log, logged: map[string]bool{}}
+	st := &tableState{log: log, logged: map[string]bool{}, writes: map[string]ownWrite{}, window: ownWriteWindow}
 	if m != nil {
 		st.skipped = m.skipped
 	}
@@ -289,7 +371,7 @@ func (t table) scan(ctx context.Context) ([]Lease, error) {
 				t.noteSkipped(itemKey(item), reason, err)
 				continue
 			}
-			leases = append(leases, l)
+			leases = append(leases, t.notOlderThanOwnWrites(l))
 		}
 		if len(out.LastEvaluatedKey) == 0 {
 			return leases, nil
@@ -353,6 +435,11 @@ func (t table) deleteUnchanged(ctx context.Context, l Lease) error {
 		ExpressionAttributeNames:  names,
 		ExpressionAttributeValues: vals,
 	})
+	if err == nil && t.state != nil {
+		t.state.mu.Lock()
+		delete(t.state.writes, l.Key)
+		t.state.mu.Unlock()
+	}
 	return err
 }
 
@@ -388,7 +475,14 @@ func (t table) take(ctx context.Context, l Lease, owner string) (Lease, error) {
 	if err != nil {
 		return Lease{}, err
 	}
-	return leaseFromItem(out.Attributes)
+	nl, err := leaseFromItem(out.Attributes)
+	if err == nil {
+		t.noteWrite(nl.Key, l.Counter, func(w *ownWrite) {
+			*w = ownWrite{counter: nl.Counter, owner: nl.Owner, hasCP: true, checkpoint: nl.Checkpoint,
+				sub: nl.CheckpointSubSequenceNumber, children: nl.ChildShardIDs}
+		})
+	}
+	return nl, err
 }
 
 // ownerCond is the condition of every write by the holder.
@@ -400,7 +494,11 @@ func ownerCond(counter int64, owner string) (string, map[string]types.AttributeV
 
 // renew bumps the counter, proving to other workers that the holder is alive.
 func (t table) renew(ctx context.Context, key string, counter int64, owner string) error {
-	return t.holderUpdate(ctx, key, counter, owner, "SET #c = #c + :one")
+	err := t.holderUpdate(ctx, key, counter, owner, "SET #c = #c + :one")
+	if err == nil {
+		t.noteWrite(key, counter, func(w *ownWrite) { w.counter, w.owner = counter+1, owner })
+	}
+	return err
 }
 
 // checkpoint writes a checkpoint (and children at SHARD_END), resets the
@@ -431,12 +529,24 @@ func (t table) checkpoint(ctx context.Context, key string, counter int64, owner,
 		ExpressionAttributeNames:  names,
 		ExpressionAttributeValues: vals,
 	})
+	if err == nil {
+		t.noteWrite(key, counter, func(w *ownWrite) {
+			w.counter, w.owner, w.hasCP, w.checkpoint, w.sub = counter+1, owner, true, seq, sub
+			if len(children) > 0 {
+				w.children = dedupe(children)
+			}
+		})
+	}
 	return err
 }
 
 // release clears the owner so any worker may take the lease at once.
 func (t table) release(ctx context.Context, key string, counter int64, owner string) error {
-	return t.holderUpdate(ctx, key, counter, owner, "SET #c = #c + :one REMOVE #o")
+	err := t.holderUpdate(ctx, key, counter, owner, "SET #c = #c + :one REMOVE #o")
+	if err == nil {
+		t.noteWrite(key, counter, func(w *ownWrite) { w.counter, w.owner = counter+1, "" })
+	}
+	return err
 }
 
 // holderUpdate applies update (over the counter and owner attributes only)
