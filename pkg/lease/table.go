@@ -64,6 +64,7 @@ type tableState struct {
 	mu     sync.Mutex
 	logged map[string]bool     // skipped keys already logged
 	writes map[string]ownWrite // our recent writes, by key
+	absent map[string]bool     // parents read gone by withParents
 	window time.Duration       // how long a write overrides older scan results
 }
 
@@ -147,7 +148,7 @@ func (t table) notOlderThanOwnWrites(l Lease) Lease {
 }
 
 func newTable(db DynamoDBAPI, name string, log *slog.Logger, m *metrics) table {
-	st := &tableState{log: log, logged: map[string]bool{}, writes: map[string]ownWrite{}, window: ownWriteWindow}
+	st := &tableState{log: log, logged: map[string]bool{}, writes: map[string]ownWrite{}, absent: map[string]bool{}, window: ownWriteWindow}
 	if m != nil {
 		st.skipped = m.skipped
 	}
@@ -374,10 +375,53 @@ func (t table) scan(ctx context.Context) ([]Lease, error) {
 			leases = append(leases, t.notOlderThanOwnWrites(l))
 		}
 		if len(out.LastEvaluatedKey) == 0 {
-			return leases, nil
+			return t.withParents(ctx, leases)
 		}
 		in.ExclusiveStartKey = out.LastEvaluatedKey
 	}
+}
+
+// withParents adds the parents an eventually consistent scan missed. A
+// child whose parent's lease is absent starts at once (the parent is taken
+// as finished), so a replica that has the child's new lease but not yet
+// its parent's, created just before, would break per-key order. Each
+// parent absent from a scan is read once, strongly consistent; one found
+// gone stays gone (shard sync never re-creates a parent with a leased
+// child), so this costs a read per deleted parent, not per scan.
+func (t table) withParents(ctx context.Context, leases []Lease) ([]Lease, error) {
+	if t.state == nil {
+		return leases, nil
+	}
+	seen := make(map[string]bool, len(leases))
+	for _, l := range leases {
+		seen[l.Key] = true
+	}
+	for i := 0; i < len(leases); i++ { // grows: a found parent's parents too
+		for _, p := range leases[i].ParentShardIDs {
+			t.state.mu.Lock()
+			gone := t.state.absent[p]
+			t.state.mu.Unlock()
+			if seen[p] || gone {
+				continue
+			}
+			seen[p] = true
+			out, err := t.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(t.name), Key: keyOf(p), ConsistentRead: aws.Bool(true)})
+			if err != nil {
+				return nil, fmt.Errorf("scan lease table %s: read parent %s: %w", t.name, p, err)
+			}
+			if l, reason, _ := leaseFromScanItem(out.Item); len(out.Item) > 0 && reason == "" {
+				leases = append(leases, t.notOlderThanOwnWrites(l))
+				continue
+			}
+			t.state.mu.Lock()
+			if len(t.state.absent) >= maxLoggedSkips {
+				clear(t.state.absent)
+			}
+			t.state.absent[p] = true
+			t.state.mu.Unlock()
+		}
+	}
+	return leases, nil
 }
 
 // get reads one lease (strongly consistent); found is false when it is gone.
