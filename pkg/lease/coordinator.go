@@ -104,6 +104,7 @@ func NewCoordinator(db DynamoDBAPI, lister ShardLister, proc Processor, cfg Conf
 		return nil, fmt.Errorf("new lease coordinator: register metrics: %w", err)
 	}
 	c.m = m
+	c.tbl = newTable(db, cfg.TableName, c.log, m)
 	return c, nil
 }
 

@@ -47,9 +47,12 @@ func TestTableSchema(t *testing.T) {
 	if len(tbl.KeySchema) != 1 || aws.ToString(tbl.KeySchema[0].AttributeName) != "leaseKey" || tbl.KeySchema[0].KeyType != types.KeyTypeHash {
 		t.Errorf("key schema = %+v, want leaseKey HASH only", tbl.KeySchema)
 	}
-	if len(tbl.AttributeDefinitions) != 1 || aws.ToString(tbl.AttributeDefinitions[0].AttributeName) != "leaseKey" ||
-		tbl.AttributeDefinitions[0].AttributeType != types.ScalarAttributeTypeS {
-		t.Errorf("attribute definitions = %+v, want leaseKey S", tbl.AttributeDefinitions)
+	defs := map[string]types.ScalarAttributeType{}
+	for _, d := range tbl.AttributeDefinitions {
+		defs[aws.ToString(d.AttributeName)] = d.AttributeType
+	}
+	if len(defs) != 2 || defs["leaseKey"] != types.ScalarAttributeTypeS || defs["leaseOwner"] != types.ScalarAttributeTypeS {
+		t.Errorf("attribute definitions = %v, want leaseKey S and leaseOwner S (owner index)", defs)
 	}
 	if tbl.BillingModeSummary == nil || tbl.BillingModeSummary.BillingMode != types.BillingModePayPerRequest {
 		t.Errorf("billing mode = %+v, want PAY_PER_REQUEST", tbl.BillingModeSummary)
@@ -490,8 +493,8 @@ func TestParentsFirst(t *testing.T) {
 	})
 }
 
-// Shard sync deletes SHARD_END leases of shards the stream dropped, once
-// their children have leases, and nothing else.
+// Shard sync deletes leases of shards the stream dropped, once their
+// children have leases, and nothing else.
 func TestShardSyncDeletesStale(t *testing.T) {
 	t.Parallel()
 	db := dynamo(t)
@@ -506,14 +509,14 @@ func TestShardSyncDeletesStale(t *testing.T) {
 	putItems(t, db, "stale", []map[string]types.AttributeValue{
 		item("gone-ended", ShardEnd, "child"),    // dropped by the stream, child leased: delete
 		item("kept-ended", ShardEnd, "child"),    // still listed: keep
-		item("gone-open", "4959000"),             // dropped but not finished: keep (not ours to judge)
+		item("gone-open", "4959000"),             // dropped, unfinished, unowned: delete (nobody can read it)
 		item("gone-ended-2", ShardEnd, "child2"), // child listed, lease created by this sync: delete
 	})
 	ls := newLister(Shard{ID: "kept-ended", Closed: true}, Shard{ID: "child", ParentShardIDs: []string{"gone-ended", "kept-ended"}},
 		Shard{ID: "child2", ParentShardIDs: []string{"gone-ended-2"}})
 	putItems(t, db, "stale", []map[string]types.AttributeValue{item("child", TrimHorizon)})
 	w := startWorker(t, db, ls, newRecorder(), testConfig("stale", "w1"))
-	for key, want := range map[string]bool{"gone-ended": false, "kept-ended": true, "gone-open": true, "gone-ended-2": false, "child": true, "child2": true} {
+	for key, want := range map[string]bool{"gone-ended": false, "kept-ended": true, "gone-open": false, "gone-ended-2": false, "child": true, "child2": true} {
 		if got := getItem(t, db, "stale", key) != nil; got != want {
 			t.Errorf("lease %s exists = %v, want %v", key, got, want)
 		}

@@ -6,6 +6,13 @@
 // pendingCheckpointSubSequenceNumber, ownerSwitchesSinceCheckpoint,
 // parentShardId, childShardIds, startingHashKey, endingHashKey), so a table
 // written by a Java KCL application is read and resumed from its checkpoints.
+// What KCL 3.x adds is understood: a take removes checkpointOwner, a
+// checkpoint removes pendingCheckpointState, other attributes
+// (throughputKBps...) stay; scans skip the non-lease rows of KCL 3.5's
+// single-table format (entityType other than LEASE, or no leaseCounter),
+// multi-stream leases (keys account:stream:epoch:shardId) and undecodable
+// rows, counted and logged once. A table this package creates has KCL 3.x's
+// LeaseOwnerToLeaseKeyIndex.
 //
 // A Coordinator keeps the shard leases of one worker: it renews the leases it
 // holds, takes expired and unowned ones, steals from overloaded workers until
@@ -24,8 +31,14 @@
 //     pushing the victim below the target);
 //   - leases at SHARD_END are neither balanced nor taken: their holder
 //     releases them once its processor returns, and shard sync deletes them
-//     when the stream no longer retains the shard and every child has a lease
-//     (or is gone from the stream too);
+//     once every child has a lease that made progress (past TRIM_HORIZON,
+//     LATEST and AT_TIMESTAMP) and their own parents' leases are gone, as the
+//     KCL's LeaseCleanupManager does, or once the stream no longer has the
+//     shard and every child the stream still has is leased;
+//   - shard sync also deletes the unfinished lease of a shard the stream no
+//     longer has (its records expired), once it is idle or held here and
+//     its listed children are leased: such a parent must not block its
+//     children forever;
 //   - shard sync creates no lease for a shard that already has a leased
 //     descendant (a finished ancestor whose lease the KCL cleaned up), and
 //     creates parents' leases before their children's;
@@ -40,6 +53,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
@@ -66,6 +80,23 @@ const (
 	attrChildren            = "childShardIds"
 	attrStartingHashKey     = "startingHashKey"
 	attrEndingHashKey       = "endingHashKey"
+	// Written by KCL 3.x.
+	attrCheckpointOwner       = "checkpointOwner"
+	attrPendingCheckpointStat = "pendingCheckpointState"
+	attrEntityType            = "entityType"
+	attrStreamName            = "streamName" // multi-stream leases
+)
+
+// entityLease is the entityType of lease rows; a missing entityType also
+// means a lease (KCL 2.x, and 3.x before the single-table format).
+const entityLease = "LEASE"
+
+// Why scan left a row out (the reason label of the skipped-rows metric).
+const (
+	skipEntityRow   = "entity_row"       // KCL 3.x non-lease row (worker metrics, leader, migration...)
+	skipNoCounter   = "no_lease_counter" // no leaseCounter: nothing can hold it
+	skipMultiStream = "multi_stream"     // a multi-stream application's lease
+	skipUndecodable = "undecodable"      // an attribute of the wrong type
 )
 
 // Lease is one item of the lease table. An empty Owner means unowned.
@@ -81,6 +112,9 @@ type Lease struct {
 	ChildShardIDs                []string
 	StartingHashKey              string
 	EndingHashKey                string
+	// CheckpointOwner is set by KCL 3.x during a graceful hand-off: the
+	// previous owner, still finishing, while Owner is already the next one.
+	CheckpointOwner string
 }
 
 // Ended reports whether the shard was read to its end.
@@ -137,7 +171,50 @@ func leaseFromItem(item map[string]types.AttributeValue) (Lease, error) {
 	if l.EndingHashKey, err = getS(item, attrEndingHashKey); err != nil {
 		return l, err
 	}
+	if l.CheckpointOwner, err = getS(item, attrCheckpointOwner); err != nil {
+		return l, err
+	}
 	return l, nil
+}
+
+// leaseFromScanItem decodes a scanned row, or says why it is no lease of
+// this worker's stream (err set when it could not be decoded).
+func leaseFromScanItem(item map[string]types.AttributeValue) (Lease, string, error) {
+	if et, err := getS(item, attrEntityType); err != nil {
+		return Lease{}, skipUndecodable, err
+	} else if et != "" && et != entityLease {
+		return Lease{}, skipEntityRow, nil
+	}
+	if isMultiStream(item) {
+		return Lease{}, skipMultiStream, nil
+	}
+	if _, ok := item[attrCounter]; !ok {
+		return Lease{}, skipNoCounter, nil
+	}
+	l, err := leaseFromItem(item)
+	if err != nil {
+		return Lease{}, skipUndecodable, err
+	}
+	return l, "", nil
+}
+
+// isMultiStream: a lease of a multi-stream KCL application, keyed
+// account:stream:epoch:shardId (shard ids never contain ':') and carrying
+// streamName. It belongs to no stream a single-stream worker reads.
+func isMultiStream(item map[string]types.AttributeValue) bool {
+	if _, ok := item[attrStreamName]; ok {
+		return true
+	}
+	k, ok := item[attrKey].(*types.AttributeValueMemberS)
+	return ok && strings.Contains(k.Value, ":")
+}
+
+// itemKey is a row's leaseKey for logs, whatever its type.
+func itemKey(item map[string]types.AttributeValue) string {
+	if k, ok := item[attrKey].(*types.AttributeValueMemberS); ok {
+		return k.Value
+	}
+	return fmt.Sprintf("%v", item[attrKey])
 }
 
 // newLeaseItem is the item shard sync creates: unowned, counter 0.

@@ -22,6 +22,7 @@ type metrics struct {
 	checkpoints        prometheus.Counter
 	shardSyncs         prometheus.Counter
 	errors             *prometheus.CounterVec
+	skipped            *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, c *Coordinator) (*metrics, error) {
@@ -41,12 +42,14 @@ func newMetrics(reg prometheus.Registerer, c *Coordinator) (*metrics, error) {
 		shardSyncs:  prometheus.NewCounter(prometheus.CounterOpts(opts("shard_syncs_total", "Completed shard syncs."))),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts(opts("errors_total",
 			"Failed lease table or shard listing calls, by operation.")), []string{"op"}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts(opts("rows_skipped_total",
+			"Lease table rows left out of scans as no lease of this stream (KCL 3.x entity rows, multi-stream leases, rows without leaseCounter, undecodable rows), by reason.")), []string{"reason"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, col := range []prometheus.Collector{m.held, m.taken, m.stolen, m.lost, m.released, m.renewals,
-		m.conditionalFailure, m.checkpoints, m.shardSyncs, m.errors, &ageCollector{c: c}} {
+		m.conditionalFailure, m.checkpoints, m.shardSyncs, m.errors, m.skipped, &ageCollector{c: c}} {
 		if err := reg.Register(col); err != nil {
 			return nil, err
 		}

@@ -31,8 +31,8 @@ func (c *Coordinator) syncLoop(ctx context.Context) {
 }
 
 // syncShards creates leases for listed shards that have none (parents
-// before children) and deletes SHARD_END leases of shards the stream no
-// longer retains once their children have leases.
+// before children) and deletes the leases planCleanup picks: finished ones
+// whose children started, and those of shards the stream no longer has.
 func (c *Coordinator) syncShards(ctx context.Context) error {
 	shards, err := c.lister.ListShards(ctx)
 	if err != nil {
@@ -103,27 +103,19 @@ func (c *Coordinator) syncShards(ctx context.Context) error {
 		}
 	}
 
-	// An empty listing is never a real stream (it has an open shard): don't
-	// read it as "every shard expired".
-	if len(shards) > 0 {
-		for _, l := range leases {
-			if !l.Ended() || listed[l.Key].ID != "" {
-				continue
-			}
-			if !childrenLeased(l, leased, listed) {
-				continue
-			}
-			err := c.tbl.deleteEnded(ctx, l)
-			switch {
-			case err == nil:
-				delete(leased, l.Key)
-				c.log.Info("finished lease deleted: shard no longer in the stream", "shard", l.Key)
-			case isConditionalFailure(err):
-				c.m.conditionalFailure.WithLabelValues("delete").Inc()
-			default:
-				c.m.errors.WithLabelValues("delete").Inc()
-				errs = append(errs, fmt.Errorf("delete lease %s: %w", l.Key, err))
-			}
+	// An empty listing is never a real stream (it has an open shard):
+	// planCleanup then deletes nothing.
+	for _, d := range planCleanup(leases, leased, listed, kids, c.idle) {
+		err := c.deleteLease(ctx, d.lease)
+		switch {
+		case err == nil:
+			delete(leased, d.lease.Key)
+			c.log.Info("lease deleted", "shard", d.lease.Key, "reason", d.why, "checkpoint", d.lease.Checkpoint)
+		case isConditionalFailure(err):
+			c.m.conditionalFailure.WithLabelValues("delete").Inc()
+		default:
+			c.m.errors.WithLabelValues("delete").Inc()
+			errs = append(errs, fmt.Errorf("delete lease %s: %w", d.lease.Key, err))
 		}
 	}
 
@@ -135,6 +127,46 @@ func (c *Coordinator) syncShards(ctx context.Context) error {
 	}
 	c.m.shardSyncs.Inc()
 	return nil
+}
+
+// idle: nobody else reads the lease: unowned, held here (our processor
+// cannot read a shard the stream no longer has either), or its counter has
+// not moved for FailoverTime by this worker's clock (the take loop's
+// observations).
+func (c *Coordinator) idle(l Lease) bool {
+	if l.Owner == "" {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if hl := c.held[l.Key]; hl != nil {
+		return true
+	}
+	o, ok := c.observed[l.Key]
+	return ok && o.counter == l.Counter && o.owner == l.Owner && time.Since(o.since) > c.cfg.FailoverTime
+}
+
+// deleteLease deletes l if unchanged. A lease held here is deleted at the
+// counter we hold it at (renewals move it under us), and then dropped.
+func (c *Coordinator) deleteLease(ctx context.Context, l Lease) error {
+	c.mu.Lock()
+	hl := c.held[l.Key]
+	c.mu.Unlock()
+	if hl == nil {
+		return c.tbl.deleteUnchanged(ctx, l)
+	}
+	hl.mu.Lock()
+	if hl.lost {
+		hl.mu.Unlock()
+		return c.tbl.deleteUnchanged(ctx, l)
+	}
+	l.Owner, l.Counter = c.cfg.WorkerID, hl.counter
+	err := c.tbl.deleteUnchanged(ctx, l)
+	hl.mu.Unlock()
+	if err == nil {
+		c.loseLease(hl, "lease deleted: the stream no longer has the shard")
+	}
+	return err
 }
 
 // childrenLeased: every child of an ended lease (from childShardIds, or
