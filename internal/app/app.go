@@ -4,7 +4,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -103,9 +102,4 @@ func (c *Core) Shutdown(ctx context.Context) error {
 }
 
 // NodeReady is a readiness check: the node answered recently.
-func (c *Core) NodeReady(context.Context) error {
-	if !c.Node.Up() {
-		return errors.New("node unreachable")
-	}
-	return nil
-}
+func (c *Core) NodeReady(ctx context.Context) error { return c.Node.Ready(ctx) }

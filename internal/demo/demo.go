@@ -633,7 +633,7 @@ func (d *run) report(ctx context.Context, nodeURL string, node *devnode.Server, 
 	res.Delivered = res.Generated - res.Missing
 	delivered := node.DeliveredIDs()
 	for _, id := range m.RequestIDs {
-		if n := delivered[id]; n > 1 {
+		if n := delivered[devnode.AsNodeIDPrefix(id)]; n > 1 {
 			res.Duplicates += int64(n - 1)
 		}
 	}
@@ -725,11 +725,15 @@ func latencies(calls []devnode.Call, m *traffic.Manifest) (p50, p99, maxD time.D
 	}
 	at := make(map[string]int64, len(m.RequestIDs))
 	for i, id := range m.RequestIDs {
-		at[id] = m.RequestTimes[i]
+		at[devnode.AsNodeIDPrefix(id)] = m.RequestTimes[i]
 	}
 	var ds []time.Duration
 	for _, c := range calls {
-		if ms, ok := at[c.ID]; ok {
+		ms, ok := at[c.ID]
+		if !ok {
+			ms, ok = at[c.LogRequestID] // the node receives node ids: <request id>-<hash>
+		}
+		if ok {
 			ds = append(ds, c.RequestAt.Sub(time.UnixMilli(ms)))
 		}
 	}

@@ -24,7 +24,8 @@ var ErrClosed = errors.New("pipeline is shut down")
 // Forwarder delivers one call. Its contract, which the pipeline relies on:
 // nil means delivered; an error while ctx is still live means permanently
 // rejected (transient failures are retried inside Deliver, without limit);
-// an error after ctx ended means abandoned.
+// an error after ctx ended means abandoned. An error with an AlreadyHeld()
+// method reporting true is a delivery the node already had (counted apart).
 type Forwarder interface {
 	Deliver(ctx context.Context, call *accesslog.APICall) error
 }
