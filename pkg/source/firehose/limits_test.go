@@ -1,0 +1,220 @@
+package firehose
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// rawPost opens a connection to the receiver and writes the request headers
+// of a delivery declaring contentLength, then body (possibly less than declared).
+func rawPost(t *testing.T, e *env, id string, contentLength int64, body []byte) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", e.rcv.Addr().String(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	fmt.Fprintf(c, "POST /firehose HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n%s: %s\r\n%s: %s\r\nContent-Length: %d\r\n\r\n",
+		HeaderAccessKey, testKey, HeaderRequestID, id, contentLength)
+	if len(body) > 0 {
+		if _, err := c.Write(body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+// readStatus reads one response from c within d; 0 when none came.
+func readStatus(c net.Conn, d time.Duration) int {
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return 0
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// A declared length over the cap used to be read (up to 71 MiB) before the
+// 413; a client that declared it and sent nothing held its slot until the
+// ack deadline. Now the 413 comes at once, from the headers alone.
+func TestDeclaredOversizedBodyIs413AtOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testConfig()) // ack deadline 5s
+	start := time.Now()
+	c := rawPost(t, e, "req-declared-huge", 999_999_999, nil)
+	if code := readStatus(c, 2*time.Second); code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("status %d, want 413 before any body byte is sent", code)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("413 after %s, want it at once", d)
+	}
+	if got := e.counter(e.rcv.m.inProgress); got != 0 {
+		t.Fatalf("deliveries_in_progress %v after the refusal", got)
+	}
+}
+
+// Connections that declare a body and never send it used to hold every
+// delivery slot for the whole ack deadline (60 s by default), so legitimate
+// deliveries got 429. Now the slot is freed after body_read_timeout (408).
+func TestStalledBodiesFreeTheirSlotsAfterBodyReadTimeout(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.MaxConcurrentDeliveries = 2
+	cfg.BodyReadTimeout = 400 * time.Millisecond
+	cfg.AckDeadline = 10 * time.Second
+	e := newEnv(t, cfg)
+	start := time.Now()
+	var stalled []net.Conn
+	for i := range cfg.MaxConcurrentDeliveries {
+		// A few bytes of the body, then nothing: a trickle, not a clean stall.
+		stalled = append(stalled, rawPost(t, e, fmt.Sprintf("req-stalled-%d", i), 1000, []byte(`{"requ`)))
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for e.counter(e.rcv.m.inProgress) < float64(cfg.MaxConcurrentDeliveries) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	recs, calls := gen(40, 1, 3)
+	if r := e.post(delivery{id: "req-while-stalled", records: recs}); r.status != http.StatusTooManyRequests {
+		t.Fatalf("while every slot is held: status %d, want 429 (the test did not fill the slots)", r.status)
+	}
+	var wg sync.WaitGroup
+	codes := make([]int, len(stalled))
+	for i, c := range stalled {
+		wg.Add(1)
+		go func() { defer wg.Done(); codes[i] = readStatus(c, 3*time.Second) }()
+	}
+	wg.Wait()
+	for i, code := range codes {
+		if code != http.StatusRequestTimeout {
+			t.Fatalf("stalled delivery %d: status %d, want 408 after body_read_timeout", i, code)
+		}
+	}
+	if d := time.Since(start); d < cfg.BodyReadTimeout || d > cfg.BodyReadTimeout+2*time.Second {
+		t.Fatalf("stalled deliveries answered after %s, want about body_read_timeout %s", d, cfg.BodyReadTimeout)
+	}
+	if r := e.post(delivery{id: "req-after-stalled", records: recs}); r.status != http.StatusOK {
+		t.Fatalf("after the stalled slots were freed: status %d (%s), want 200", r.status, r.raw)
+	}
+	e.assertDeliveredOnce(calls)
+	if got := e.counter(e.rcv.m.limited.WithLabelValues("body_read_timeout")); got != 2 {
+		t.Errorf(`deliveries_limited_total{limit="body_read_timeout"} %v, want 2`, got)
+	}
+}
+
+// emptyRecords is a delivery body of n records with empty data, the cheapest
+// record on the wire (12 bytes) and, before the cap, ~100 bytes of memory each.
+func emptyRecords(id string, n int) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"requestId":"` + id + `","timestamp":1,"records":[`)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"data":""}`)
+	}
+	b.WriteString("]}")
+	return b.Bytes()
+}
+
+func TestRecordsPerDeliveryAreCapped(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.MaxRecords = 1000
+	e := newEnv(t, cfg)
+	recs, calls := gen(41, 3, 4)
+	withCalls := firehoseBody("req-1000", append(recs, make([][]byte, 997)...)) // 3 real + 997 empty
+	for _, tc := range []struct {
+		name string
+		d    delivery
+		want int
+	}{
+		{"at the cap", delivery{id: "req-1000", body: withCalls}, http.StatusOK},
+		{"over the cap", delivery{id: "req-1001", body: emptyRecords("req-1001", 1001)}, http.StatusRequestEntityTooLarge},
+		{"over the cap, gzip", delivery{id: "req-1001-gz", body: emptyRecords("req-1001-gz", 1001), gzip: true}, http.StatusRequestEntityTooLarge},
+		{"far over the cap, gzip", delivery{id: "req-1m", body: emptyRecords("req-1m", 1_000_000), gzip: true}, http.StatusRequestEntityTooLarge},
+		// Braces inside strings are not objects.
+		{"braces in a string", delivery{id: "req-braces", body: []byte(`{"requestId":"req-braces","x":"` + strings.Repeat(`{\"{`, 2000) + `","records":[]}`)}, http.StatusOK},
+	} {
+		if r := e.post(tc.d); r.status != tc.want {
+			t.Errorf("%s: status %d (%s), want %d", tc.name, r.status, r.raw, tc.want)
+		}
+	}
+	e.assertDeliveredOnce(calls)
+	if got := e.counter(e.rcv.m.limited.WithLabelValues("records")); got != 3 {
+		t.Errorf(`deliveries_limited_total{limit="records"} %v, want 3`, got)
+	}
+}
+
+// bomb is a gzip record of n zero bytes: ~1000x smaller than it inflates.
+func bomb(n int) []byte {
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	_, _ = zw.Write(make([]byte, n))
+	_ = zw.Close()
+	return buf.Bytes()
+}
+
+// Per-record bombs used to be inflated one after another without a total:
+// hundreds of them cost gigabytes of inflation and the delivery was still
+// acknowledged. Now the total is capped before anything is forwarded.
+func TestDecompressedBytesPerDeliveryAreCapped(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.MaxDecompressedBytesPerDelivery = 4 << 20
+	e := newEnv(t, cfg)
+	b := bomb(1 << 20)
+	recs, calls := gen(42, 2, 5)
+	mixed := append(append([][]byte(nil), recs...), b, b, b, b, b) // real calls first, then 5 MiB of zeros
+	start := time.Now()
+	if r := e.post(delivery{id: "req-bombs", records: mixed}); r.status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("status %d (%s), want 413", r.status, r.raw)
+	}
+	t.Logf("refused in %s", time.Since(start))
+	if n := len(e.node.DeliveredIDs()); n != 0 {
+		t.Fatalf("%d calls of a refused delivery reached the node", n)
+	}
+	// Under the cap the same calls go through.
+	if r := e.post(delivery{id: "req-under", records: append(recs, b, b)}); r.status != http.StatusOK {
+		t.Fatalf("under the cap: status %d (%s), want 200", r.status, r.raw)
+	}
+	e.assertDeliveredOnce(calls)
+	if got := e.counter(e.rcv.m.limited.WithLabelValues("decompressed_bytes")); got != 1 {
+		t.Errorf(`deliveries_limited_total{limit="decompressed_bytes"} %v, want 1`, got)
+	}
+}
+
+// The ack deadline used to be ignored while records were decoded: a delivery
+// of bombs under every cap was answered 200 long after it. Now the deadline
+// is checked while the records are measured and between chunks: 503 near it.
+func TestAckDeadlineIsCheckedBetweenRecords(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.AckDeadline = 200 * time.Millisecond
+	e := newEnv(t, cfg)
+	b := bomb(8 << 20)
+	recs := make([][]byte, 64) // 512 MiB inflated in all, ~700 KB on the wire
+	for i := range recs {
+		recs[i] = b
+	}
+	start := time.Now()
+	r := e.post(delivery{id: "req-slow-bombs", records: recs})
+	d := time.Since(start)
+	if r.status != http.StatusServiceUnavailable {
+		t.Fatalf("status %d (%s) after %s, want 503 (ack deadline %s)", r.status, r.raw, d, cfg.AckDeadline)
+	}
+	if d > cfg.AckDeadline+time.Second {
+		t.Fatalf("answered after %s, long past the ack deadline %s", d, cfg.AckDeadline)
+	}
+	t.Logf("503 after %s", d)
+}
