@@ -70,9 +70,9 @@ func (c TLSConfig) Enabled() bool { return c.CertFile != "" || c.KeyFile != "" }
 // DefaultConfig returns the defaults. It has no access key: one must be set.
 func DefaultConfig() Config {
 	return Config{
-		Listen:                  ":8080",
-		Path:                    "/firehose",
-		HealthPath:              "/ping",
+		Listen:                          ":8080",
+		Path:                            "/firehose",
+		HealthPath:                      "/ping",
 		MaxBodyBytes:                    64 << 20,
 		MaxRecords:                      100_000,
 		MaxDecompressedBytesPerDelivery: 1 << 30,
