@@ -258,6 +258,9 @@ func envName(path string) string {
 	if i := strings.IndexByte(path, '['); i >= 0 {
 		path = path[:i]
 	}
+	if strings.HasPrefix(path, "extra_headers.") { // one variable holds the whole map
+		path = "extra_headers"
+	}
 	r := strings.NewReplacer(".", "_", "-", "_")
 	return "APIGW_CONNECTOR_NODE_" + strings.ToUpper(r.Replace(path))
 }
