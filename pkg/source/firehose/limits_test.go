@@ -218,3 +218,32 @@ func TestAckDeadlineIsCheckedBetweenRecords(t *testing.T) {
 	}
 	t.Logf("503 after %s", d)
 }
+
+// The object counter follows strings and escapes across reads of any size.
+func TestObjectCounterCountsObjectsOutsideStrings(t *testing.T) {
+	t.Parallel()
+	doc := `{"requestId":"a{\"{\\","x":{"y":"}{"},"records":[{"data":"e30="},{"data":""}]}`
+	for _, chunk := range []int{1, 2, 3, 7, 4096} {
+		for max, wantOver := range map[int]bool{3: true, 4: false} {
+			oc := &objectCounter{r: &chunkReader{b: []byte(doc), n: chunk}, max: max}
+			_, err := io.ReadAll(oc)
+			if oc.over != wantOver || (err != nil) != wantOver {
+				t.Errorf("chunk %d, max %d: over %v err %v; the document has 4 objects", chunk, max, oc.over, err)
+			}
+		}
+	}
+}
+
+type chunkReader struct {
+	b []byte
+	n int
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if len(c.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), c.n)], c.b)
+	c.b = c.b[n:]
+	return n, nil
+}
