@@ -221,3 +221,13 @@ func TestSecretsInValidSettingsAreNotPrinted(t *testing.T) {
 		assertNoSecret(t, "run", out)
 	})
 }
+
+// The escape for a comma inside a list item or map value is documented
+// where the variables are listed.
+func TestCheckConfigListDocumentsTheCommaEscape(t *testing.T) {
+	t.Parallel()
+	code, out, errs := runCmd(t, "check-config", "--list")
+	if code != 0 || !strings.Contains(out, `\, is a comma inside`) {
+		t.Fatalf("exit %d; --list does not document the comma escape:\n%s%s", code, out, errs)
+	}
+}
