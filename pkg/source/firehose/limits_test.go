@@ -203,9 +203,10 @@ func TestAckDeadlineIsCheckedBetweenRecords(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig()
 	cfg.AckDeadline = 300 * time.Millisecond
+	cfg.MaxDecompressedBytesPerDelivery = 4 << 30 // the deadline, not the cap, must stop it
 	e := newEnv(t, cfg)
 	b := bomb(8 << 20)
-	recs := make([][]byte, 64) // 512 MiB inflated in all, ~700 KB on the wire
+	recs := make([][]byte, 128) // 1 GiB inflated in all, ~1.4 MB on the wire
 	for i := range recs {
 		recs[i] = b
 	}
@@ -214,6 +215,9 @@ func TestAckDeadlineIsCheckedBetweenRecords(t *testing.T) {
 	d := time.Since(start)
 	switch r.status {
 	case http.StatusServiceUnavailable:
+		if !strings.Contains(r.body.ErrorMessage, "while the records were being decoded") {
+			t.Errorf("503 says %q, want the deadline passed while decoding", r.body.ErrorMessage)
+		}
 	case http.StatusRequestTimeout:
 		// Only on a starved machine: reading the body itself took past the deadline.
 		t.Logf("the body took past the ack deadline to read (%s): 408, the records were not reached", d)

@@ -74,7 +74,8 @@ type Receiver struct {
 type flight struct {
 	done    chan struct{}
 	settled bool
-	code    int // the reply when not settled: 503, or 413 for a delivery over a limit
+	code    int    // the reply when not settled: 503, or 413 for a delivery over a limit
+	msg     string // its errorMessage when a limit, not the node, was the reason
 }
 
 // New builds a receiver; it fails when the keys or the certificate cannot be loaded.
@@ -319,7 +320,7 @@ func (r *Receiver) serveDelivery(w http.ResponseWriter, req *http.Request) {
 		r.reply(w, id, arrived, f, log)
 		return
 	}
-	f.settled, f.code = r.deliver(ctx, fr, log)
+	f.settled, f.code, f.msg = r.deliver(ctx, fr, log)
 	r.endFlight(id, f)
 	r.reply(w, id, arrived, f, log)
 }
@@ -331,8 +332,8 @@ func (r *Receiver) reply(w http.ResponseWriter, id string, arrived time.Time, f 
 			r.ack(w, id, arrived)
 			return
 		}
-		if f.code == http.StatusRequestEntityTooLarge {
-			r.fail(w, f.code, id, fmt.Sprintf("the records decompress to more than %d bytes (firehose.max_decompressed_bytes_per_delivery)", r.cfg.MaxDecompressedBytesPerDelivery))
+		if f.msg != "" {
+			r.fail(w, f.code, id, f.msg)
 			return
 		}
 	default:
@@ -350,9 +351,11 @@ const (
 )
 
 // deliver checks what the records decompress to, then submits them in chunks
-// and reports whether every call settled. The chunks share the delivery's
-// context: abandoning one abandons all, and the ack waits for all.
-func (r *Receiver) deliver(ctx context.Context, fr *Request, log *slog.Logger) (bool, int) {
+// and reports whether every call settled; if not, the status to answer and,
+// when a limit rather than the node was the reason, the message. The chunks
+// share the delivery's context: abandoning one abandons all, and the ack
+// waits for all.
+func (r *Receiver) deliver(ctx context.Context, fr *Request, log *slog.Logger) (bool, int, string) {
 	deadline, _ := ctx.Deadline()
 	sizes, err := measureRecords(ctx, fr.Records, r.cfg.MaxDecompressedBytesPerDelivery)
 	switch {
@@ -360,11 +363,11 @@ func (r *Receiver) deliver(ctx context.Context, fr *Request, log *slog.Logger) (
 		r.m.limited.WithLabelValues("decompressed_bytes").Inc()
 		log.Warn("refused a Firehose delivery: its records decompress to more than firehose.max_decompressed_bytes_per_delivery",
 			"max_decompressed_bytes_per_delivery", r.cfg.MaxDecompressedBytesPerDelivery, "err", err)
-		return false, http.StatusRequestEntityTooLarge
+		return false, http.StatusRequestEntityTooLarge, fmt.Sprintf("the records decompress to more than %d bytes (firehose.max_decompressed_bytes_per_delivery)", r.cfg.MaxDecompressedBytesPerDelivery)
 	case err != nil:
 		r.m.limited.WithLabelValues("deadline").Inc()
 		log.Warn("Firehose delivery not acknowledged: checking its records took past firehose.ack_deadline", "err", err)
-		return false, http.StatusServiceUnavailable
+		return false, http.StatusServiceUnavailable, msgDecodeDeadline
 	}
 	var dedup pipeline.Deduper
 	if r.cfg.DedupCallIDs > 0 {
@@ -408,7 +411,7 @@ func (r *Receiver) deliver(ctx context.Context, fr *Request, log *slog.Logger) (
 		case <-s.Done():
 		case <-guard.C:
 			log.Error("pipeline did not settle a Firehose delivery after its deadline; answering 503")
-			return false, http.StatusServiceUnavailable
+			return false, http.StatusServiceUnavailable, ""
 		}
 		out.Add(s.Outcome())
 	}
@@ -419,11 +422,16 @@ func (r *Receiver) deliver(ctx context.Context, fr *Request, log *slog.Logger) (
 	log.Debug("Firehose delivery settled", "records", out.Records, "events", out.Events, "calls", out.Calls,
 		"delivered", out.Delivered, "rejected", out.Rejected, "duplicates", out.Duplicates,
 		"decode_errors", out.DecodeErrors, "parse_errors", out.ParseErrors, "abandoned", out.Abandoned)
-	if !submitted || !out.Settled() {
-		return false, http.StatusServiceUnavailable
+	switch {
+	case !submitted && ctx.Err() != nil:
+		return false, http.StatusServiceUnavailable, msgDecodeDeadline
+	case !submitted || !out.Settled():
+		return false, http.StatusServiceUnavailable, ""
 	}
-	return true, http.StatusOK
+	return true, http.StatusOK, ""
 }
+
+const msgDecodeDeadline = "the ack deadline passed while the records were being decoded; retry"
 
 func (r *Receiver) joinFlight(id string) (*flight, bool) {
 	r.flightMu.Lock()
