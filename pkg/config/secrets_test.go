@@ -36,6 +36,8 @@ func TestSecretsAreNeverEchoed(t *testing.T) {
 		{name: "header env without =", env: []string{"APIGW_CONNECTOR_NODE_URL", "http://127.0.0.1:1", "APIGW_CONNECTOR_NODE_EXTRA_HEADERS", "X-Token" + m}, bad: true},
 		{name: "headers yaml scalar", yaml: "node:\n  url: http://127.0.0.1:1\n  extra_headers: " + m + "\n", bad: true},
 		{name: "access keys yaml scalar", yaml: "node:\n  url: http://127.0.0.1:1\nfirehose:\n  access_keys: " + m + "\n", bad: true},
+		// A merge key is left to the YAML decoder, whose message quotes the value's start.
+		{name: "access keys scalar through a merge key", yaml: "node:\n  url: http://127.0.0.1:1\nfirehose:\n  <<: {access_keys: " + m + "}\n", bad: true},
 		{name: "access keys yaml list", yaml: "node:\n  url: http://127.0.0.1:1\nsource:\n  type: firehose\nfirehose:\n  access_keys: [" + m + "]\n"},
 		{name: "access keys env", env: []string{"APIGW_CONNECTOR_NODE_URL", "http://127.0.0.1:1", "APIGW_CONNECTOR_SOURCE_TYPE", "firehose", "APIGW_CONNECTOR_FIREHOSE_ACCESS_KEYS", m + ",other"}},
 	}
