@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -300,4 +301,26 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 	n := copy(p[:min(len(p), c.n)], c.b)
 	c.b = c.b[n:]
 	return n, nil
+}
+
+// A delivery of a million empty records (12 MB of JSON, ~25 KB gzipped)
+// used to cost ~100 bytes of memory per record, hundreds of MB for one
+// request; past max_records it now stops reading. Not parallel: it reads the
+// process's allocation counter, which other tests would blur.
+func TestManyEmptyRecordsCostLittleMemory(t *testing.T) {
+	e := newEnv(t, testConfig()) // max_records 100,000
+	body := gz(emptyRecords("req-many", 1_000_000))
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	r := e.post(delivery{id: "req-many", body: body, header: map[string]string{"Content-Encoding": "gzip"}})
+	runtime.ReadMemStats(&after)
+	if r.status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("status %d (%s), want 413", r.status, r.raw)
+	}
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("allocated %.1f MiB for a delivery of 1,000,000 empty records", float64(alloc)/(1<<20))
+	if alloc > 48<<20 {
+		t.Fatalf("allocated %.1f MiB, want under 48 MiB (100,000 records at most are held)", float64(alloc)/(1<<20))
+	}
 }
