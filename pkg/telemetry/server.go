@@ -124,7 +124,7 @@ func (s *Server) Start(_ context.Context) error {
 		ReadTimeout:       metricsReadTimeout,
 		WriteTimeout:      metricsWriteTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	ln = LimitListener(ln, s.cfg.MaxConnections)
 	s.done = make(chan struct{})
