@@ -36,7 +36,7 @@ func decodeBounded(body io.Reader, contentEncoding string, maxBytes int64, maxRe
 	isGzip := cwlogs.IsGzip(head)
 	oc := &objectCounter{max: maxRecords + 1}
 	switch {
-	case enc == "gzip" && isGzip, (enc == "" || enc == "identity") && isGzip:
+	case isGzip && (enc == "gzip" || enc == "" || enc == "identity"):
 		zr, err := gzip.NewReader(br)
 		if err != nil {
 			return nil, fmt.Errorf("%w: read gzip header: %v", ErrMalformed, err)
