@@ -40,8 +40,10 @@ secrets redacted, then validates it for run: exit 0 when valid, 1 with the setti
 			return err
 		}
 		fmt.Fprintf(stdout, "\nAlso: %s (the YAML file, like --config); X_NODE_URL (host:port) and X_NODE_SCHEME (default https)\n"+
-			"fill node.url when it is not set otherwise. Lists are comma-separated, maps key=value,key=value, durations 500ms/10s/1m,\n"+
-			"timestamps RFC 3339. An empty variable counts as unset; metrics.addr and node.health_path take %q to switch off.\n", config.EnvConfigFile, config.Off)
+			"fill node.url when it is not set otherwise. Lists are comma-separated, maps key=value,key=value (\\, is a comma inside\n"+
+			"an item, \\\\ a backslash), durations 500ms/10s/1m, timestamps RFC 3339. An empty variable counts as unset;\n"+
+			"metrics.addr and node.health_path take %q to switch off. Secrets (node.url user info, node.extra_headers values,\n"+
+			"firehose.access_keys) are never printed, here or in any message.\n", config.EnvConfigFile, config.Off)
 		return nil
 	}
 	cfg, err := cf.load()

@@ -78,7 +78,7 @@ Settings: --config FILE, APIGW_CONNECTOR_* variables (apigw-connector check-conf
 
 	var tel *telemetry.Server
 	if cfg.Metrics.Addr != "" {
-		tel = telemetry.NewServer(cfg.Metrics.Addr, reg, log.With("component", "telemetry"))
+		tel = telemetry.NewServerConfig(cfg.Metrics, reg, log.With("component", "telemetry"))
 		tel.AddReadyCheck("node", core.NodeReady)
 		tel.AddReadyCheck("source", func(context.Context) error {
 			if !src.Ready() {

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"strings"
 
@@ -204,7 +203,8 @@ func decodeYAML(data []byte, cfg *Config) error {
 		if msg := explainYAML(data); msg != "" {
 			return errors.New(msg)
 		}
-		return fmt.Errorf("parse YAML: %w (keys are listed in configs/apigw-connector.yaml)", err)
+		// Not %w: the decoder's message may quote a secret's first bytes.
+		return fmt.Errorf("parse YAML: %s (keys are listed in configs/apigw-connector.yaml)", scrubYAMLError(err))
 	}
 	return nil
 }
@@ -215,10 +215,11 @@ func (c Config) Validate() error {
 	if c.Decode.MaxDecompressedBytes < 1024 {
 		return fmt.Errorf("decode.max_decompressed_bytes must be at least 1024, got %d: set decode.max_decompressed_bytes (env %sDECODE_MAX_DECOMPRESSED_BYTES), default 67108864 (64 MiB)", c.Decode.MaxDecompressedBytes, EnvPrefix)
 	}
-	// User info in node.url would be echoed by the node section's messages:
-	// refuse it here, with the credentials redacted.
-	if u, err := url.Parse(c.Node.URL); err == nil && u.User != nil {
-		return c.nodeURLError(fmt.Errorf("node.url must not carry user info (credentials), got %q: set node.url (env %sNODE_URL) as scheme://host:port; to authenticate to the node use node.extra_headers or a client certificate (node.tls.cert_file)", redactURL(c.Node.URL), EnvPrefix))
+	// User info in node.url, however written (a password may hold '/', '#',
+	// '?' or a bad %-escape, which url.Parse would cut elsewhere), is refused
+	// here with the credentials redacted; node.Validate never echoes it either.
+	if strings.Contains(c.Node.URL, "@") {
+		return c.nodeURLError(fmt.Errorf("node.url must not carry user info (credentials) or any '@', got %s: set node.url (env %sNODE_URL) as scheme://host:port; to authenticate to the node use node.extra_headers or a client certificate (node.tls.cert_file)", redactURL(c.Node.URL), EnvPrefix))
 	}
 	if err := c.Node.Validate(); err != nil {
 		return c.nodeURLError(err)

@@ -99,7 +99,7 @@ func applyEnv(cfg *Config, getenv func(string) string, environ []string) error {
 		if raw == "" || err != nil {
 			return
 		}
-		if e := setFromString(v, raw); e != nil {
+		if e := setFromString(v, raw, secretPath(path)); e != nil {
 			err = fmt.Errorf("environment %s (setting %s): %w", name, strings.Join(path, "."), e)
 		}
 	})
@@ -120,20 +120,27 @@ func applyEnv(cfg *Config, getenv func(string) string, environ []string) error {
 	return nil
 }
 
-func setFromString(v reflect.Value, raw string) error {
+// setFromString sets v from its environment form. Lists and maps are
+// comma-separated; "\," is a comma inside an item and "\\" a backslash (any
+// other backslash is itself). A secret's value is never quoted in an error.
+func setFromString(v reflect.Value, raw string, secret bool) error {
 	raw = strings.TrimSpace(raw)
+	shown := fmt.Sprintf("%q", raw)
+	if secret {
+		shown = "the value (not shown: it may hold a secret)"
+	}
 	switch {
 	case v.Type() == durationType:
 		d, err := time.ParseDuration(raw)
 		if err != nil {
-			return fmt.Errorf("%q is not a Go duration such as 500ms, 10s or 1m", raw)
+			return fmt.Errorf("%s is not a Go duration such as 500ms, 10s or 1m", shown)
 		}
 		v.SetInt(int64(d))
 		return nil
 	case v.Type() == timeType:
 		ts, err := time.Parse(time.RFC3339, raw)
 		if err != nil {
-			return fmt.Errorf("%q is not an RFC 3339 timestamp such as 2026-11-24T10:00:00Z", raw)
+			return fmt.Errorf("%s is not an RFC 3339 timestamp such as 2026-11-24T10:00:00Z", shown)
 		}
 		v.Set(reflect.ValueOf(ts))
 		return nil
@@ -144,25 +151,25 @@ func setFromString(v reflect.Value, raw string) error {
 	case reflect.Bool:
 		b, err := strconv.ParseBool(raw)
 		if err != nil {
-			return fmt.Errorf("%q is not a boolean (true or false)", raw)
+			return fmt.Errorf("%s is not a boolean (true or false)", shown)
 		}
 		v.SetBool(b)
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		n, err := strconv.ParseInt(raw, 10, v.Type().Bits())
 		if err != nil {
-			return fmt.Errorf("%q is not an integer", raw)
+			return fmt.Errorf("%s is not an integer", shown)
 		}
 		v.SetInt(n)
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		n, err := strconv.ParseUint(raw, 10, v.Type().Bits())
 		if err != nil {
-			return fmt.Errorf("%q is not a non-negative integer", raw)
+			return fmt.Errorf("%s is not a non-negative integer", shown)
 		}
 		v.SetUint(n)
 	case reflect.Float32, reflect.Float64:
 		f, err := strconv.ParseFloat(raw, v.Type().Bits())
 		if err != nil {
-			return fmt.Errorf("%q is not a number", raw)
+			return fmt.Errorf("%s is not a number", shown)
 		}
 		v.SetFloat(f)
 	case reflect.Slice:
@@ -170,7 +177,7 @@ func setFromString(v reflect.Value, raw string) error {
 			return fmt.Errorf("lists of %s cannot be set from the environment", v.Type().Elem())
 		}
 		var items []string
-		for _, s := range strings.Split(raw, ",") {
+		for _, s := range splitEscaped(raw) {
 			if s = strings.TrimSpace(s); s != "" {
 				items = append(items, s)
 			}
@@ -181,13 +188,13 @@ func setFromString(v reflect.Value, raw string) error {
 			return fmt.Errorf("maps of %s cannot be set from the environment", v.Type())
 		}
 		m := reflect.MakeMap(v.Type())
-		for _, kv := range strings.Split(raw, ",") {
+		for _, kv := range splitEscaped(raw) {
 			if strings.TrimSpace(kv) == "" {
 				continue
 			}
 			k, val, ok := strings.Cut(kv, "=")
 			if !ok || strings.TrimSpace(k) == "" {
-				return fmt.Errorf("%q is not a comma-separated list of key=value pairs", raw)
+				return fmt.Errorf("%s is not a comma-separated list of key=value pairs", shown)
 			}
 			m.SetMapIndex(reflect.ValueOf(strings.TrimSpace(k)), reflect.ValueOf(strings.TrimSpace(val)))
 		}
@@ -196,6 +203,33 @@ func setFromString(v reflect.Value, raw string) error {
 		return fmt.Errorf("settings of kind %s cannot be set from the environment", v.Kind())
 	}
 	return nil
+}
+
+// splitEscaped splits s at commas not written as "\,", undoing "\," and "\\".
+func splitEscaped(s string) []string {
+	if !strings.Contains(s, `\`) {
+		return strings.Split(s, ",")
+	}
+	var out []string
+	var cur strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\' && i+1 < len(s) && (s[i+1] == ',' || s[i+1] == '\\'):
+			cur.WriteByte(s[i+1])
+			i++
+		case c == ',':
+			out = append(out, cur.String())
+			cur.Reset()
+		default:
+			cur.WriteByte(c)
+		}
+	}
+	return append(out, cur.String())
+}
+
+// escapeItem writes an item of a list or map the way splitEscaped reads it.
+func escapeItem(s string) string {
+	return strings.NewReplacer(`\`, `\\`, ",", `\,`).Replace(s)
 }
 
 // envValue writes a setting's value the way its environment variable takes it.
@@ -213,13 +247,13 @@ func envValue(v reflect.Value) string {
 	case reflect.Slice:
 		items := make([]string, v.Len())
 		for i := range items {
-			items[i] = fmt.Sprint(v.Index(i).Interface())
+			items[i] = escapeItem(fmt.Sprint(v.Index(i).Interface()))
 		}
 		return strings.Join(items, ",")
 	case reflect.Map:
 		var items []string
 		for _, k := range v.MapKeys() {
-			items = append(items, fmt.Sprintf("%v=%v", k.Interface(), v.MapIndex(k).Interface()))
+			items = append(items, fmt.Sprintf("%v=%v", k.Interface(), escapeItem(fmt.Sprint(v.MapIndex(k).Interface()))))
 		}
 		sort.Strings(items)
 		return strings.Join(items, ",")

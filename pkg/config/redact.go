@@ -2,10 +2,11 @@ package config
 
 import (
 	"fmt"
-	"net/url"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/wallarm/apigw-connector/pkg/node"
 )
 
 const redacted = "<redacted>"
@@ -32,18 +33,20 @@ func (c Config) Redacted() Config {
 	return out
 }
 
-// redactURL replaces the user info of a URL, if any: scheme://<redacted>@host/path.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
+// redactURL hides the user info (and query) of a URL, whether or not it
+// parses: scheme://<redacted>@host/path.
+func redactURL(raw string) string { return node.RedactURL(raw) }
+
+// secretPath reports whether a setting can hold a secret, so that no message
+// (environment, YAML or validation) echoes its value.
+func secretPath(path []string) bool {
+	p := strings.Join(path, ".")
+	for _, s := range []string{"node.url", "node.extra_headers", "firehose.access_keys"} {
+		if p == s || strings.HasPrefix(p, s+".") {
+			return true
+		}
 	}
-	u.User = nil
-	s := u.String()
-	if i := strings.Index(s, "://"); i >= 0 {
-		return s[:i+3] + redacted + "@" + s[i+3:]
-	}
-	return redacted + "@" + s
+	return false
 }
 
 // YAML renders the configuration, secrets redacted.

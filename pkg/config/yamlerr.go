@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"reflect"
+	"regexp"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -58,7 +59,11 @@ func explainNode(n *yaml.Node, t reflect.Type, path []string) string {
 	ptr := reflect.New(t)
 	if err := n.Decode(ptr.Interface()); err != nil {
 		name := strings.Join(path, ".")
-		return fmt.Sprintf("line %d: %s: %s is not %s: set %s (env %s)", n.Line, name, describe(n), expected(t), name, envName(path))
+		got := describe(n)
+		if secretPath(path) {
+			got = "the value (not shown: it may hold a secret)"
+		}
+		return fmt.Sprintf("line %d: %s: %s is not %s: set %s (env %s)", n.Line, name, got, expected(t), name, envName(path))
 	}
 	return ""
 }
@@ -123,3 +128,10 @@ func expected(t reflect.Type) string {
 	}
 	return "a " + t.Kind().String()
 }
+
+// yamlValue matches the values the YAML decoder quotes in its messages
+// ("cannot unmarshal !!str `S3CR3T-...` into ..."): a secret's first bytes.
+var yamlValue = regexp.MustCompile("`[^`]*`")
+
+// scrubYAMLError removes the values quoted in a YAML decoder message.
+func scrubYAMLError(err error) string { return yamlValue.ReplaceAllString(err.Error(), "`...`") }

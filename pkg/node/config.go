@@ -147,19 +147,26 @@ func (c Config) Validate() error {
 			path, fmt.Sprintf(format, args...), path, envName(path)))
 	}
 
+	// node.url is never echoed as written: a password in it may hold any
+	// byte, and where url.Parse ends the user info is not where the operator
+	// meant it to end ("http://admin:12345/S3CR3T@host" parses as host
+	// "admin", port 12345). Messages show RedactURL's form only.
+	shown := RedactURL(c.URL)
 	if c.URL == "" {
 		bad("url", "is required (the Native Node's base URL, e.g. http://10.0.0.5:5050)")
+	} else if strings.Contains(c.URL, "@") {
+		bad("url", "must not carry user info (credentials) or any '@', got %s: write it as scheme://host:port; to authenticate to the node use node.extra_headers or a client certificate (node.tls.cert_file)", shown)
 	} else if u, err := url.Parse(c.URL); err != nil {
-		bad("url", "must be a URL like http://10.0.0.5:5050, got %q (%v)", c.URL, err)
+		bad("url", "must be a URL like http://10.0.0.5:5050, got %s (%s)", shown, urlErrorReason(err))
 	} else if u.Scheme != "http" && u.Scheme != "https" {
-		bad("url", "must start with http:// or https://, got %q", c.URL)
+		bad("url", "must start with http:// or https://, got %s", shown)
 	} else if u.Host == "" || u.Hostname() == "" {
-		bad("url", "must name a host, e.g. http://10.0.0.5:5050, got %q", c.URL)
+		bad("url", "must name a host, e.g. http://10.0.0.5:5050, got %s", shown)
 	} else if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		bad("url", "must not carry a query, fragment or user info, got %q", c.URL)
+		bad("url", "must not carry a query, fragment or user info, got %s", shown)
 	} else if u.Port() != "" {
 		if p, err := strconv.Atoi(u.Port()); err != nil || p < 1 || p > 65535 {
-			bad("url", "has an invalid port in %q", c.URL)
+			bad("url", "has an invalid port in %s", shown)
 		}
 	}
 	if c.PathPrefix != "" && (!strings.HasPrefix(c.PathPrefix, "/") || strings.ContainsAny(c.PathPrefix, "?# \t\r\n")) {
@@ -212,8 +219,9 @@ func (c Config) Validate() error {
 	for _, name := range slices.Sorted(maps.Keys(c.ExtraHeaders)) {
 		path := "extra_headers." + name
 		checkName(path, name)
-		if !isHeaderValue(c.ExtraHeaders[name]) {
-			bad(path, "must be a printable header value, got %q", c.ExtraHeaders[name])
+		if i := controlByte(c.ExtraHeaders[name]); i >= 0 {
+			// The value is not shown: static headers carry tokens.
+			bad(path, "must be a printable header value: byte %d of it is a control character (the value is not shown, it may be a secret)", i)
 		}
 	}
 
@@ -249,6 +257,9 @@ func (c Config) Validate() error {
 func envName(path string) string {
 	if i := strings.IndexByte(path, '['); i >= 0 {
 		path = path[:i]
+	}
+	if strings.HasPrefix(path, "extra_headers.") { // one variable holds the whole map
+		path = "extra_headers"
 	}
 	r := strings.NewReplacer(".", "_", "-", "_")
 	return "APIGW_CONNECTOR_NODE_" + strings.ToUpper(r.Replace(path))
@@ -295,11 +306,48 @@ func isToken(s string) bool { return allIn(s, &tokenChar) }
 var tokenChar = asciiSet("!#$%&'*+-.^_`|~")
 
 // isHeaderValue reports whether s has no control bytes (HTAB allowed).
-func isHeaderValue(s string) bool {
+func isHeaderValue(s string) bool { return controlByte(s) < 0 }
+
+// controlByte is the index of s's first control byte (HTAB allowed), or -1.
+func controlByte(s string) int {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; (c < 0x20 && c != '\t') || c == 0x7f {
-			return false
+			return i
 		}
 	}
-	return true
+	return -1
+}
+
+// RedactURL returns a node URL safe to print, whether or not it parses:
+// everything between "scheme://" and the last '@' (user info, however it
+// is written) becomes <redacted>, and so do a query and a fragment, which
+// may carry tokens too. "http://u:p@h:1/x" -> "http://<redacted>@h:1/x".
+func RedactURL(raw string) string {
+	const r = "<redacted>"
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		scheme, rest = "", raw
+	} else {
+		scheme += "://"
+	}
+	if i := strings.LastIndexByte(rest, '@'); i >= 0 {
+		rest = r + "@" + rest[i+1:]
+	}
+	if i := strings.IndexAny(rest, "?#"); i >= 0 {
+		rest = rest[:i+1] + r
+	}
+	return scheme + rest
+}
+
+// urlErrorReason is url.Parse's complaint without the URL it quotes.
+func urlErrorReason(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var ee url.EscapeError
+	if errors.As(err, &ee) {
+		return "a malformed %-escape"
+	}
+	return err.Error()
 }

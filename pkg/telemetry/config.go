@@ -14,11 +14,21 @@ import (
 type MetricsConfig struct {
 	// Addr is the dedicated listener for /metrics, /healthz and /readyz. Empty
 	// disables it (config.Load maps "off" to empty: the environment's way to say it).
+	// Bind it to 127.0.0.1:9102 or a private interface's address when nothing
+	// outside the host (or the VPC) needs to scrape it.
 	Addr string `yaml:"addr"`
+	// MaxConnections caps the listener's open connections: past it new ones
+	// wait in the kernel's accept queue, so idle or slow clients cannot
+	// exhaust the process's file descriptors.
+	MaxConnections int `yaml:"max_connections"`
+	// IdleTimeout closes a keep-alive connection with no request for this long.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
 
 // DefaultMetricsConfig listens on all interfaces so that Prometheus and ECS health checks reach it.
-func DefaultMetricsConfig() MetricsConfig { return MetricsConfig{Addr: ":9102"} }
+func DefaultMetricsConfig() MetricsConfig {
+	return MetricsConfig{Addr: ":9102", MaxConnections: 64, IdleTimeout: 30 * time.Second}
+}
 
 // Validate checks the listener address.
 func (c MetricsConfig) Validate() error {
@@ -27,6 +37,12 @@ func (c MetricsConfig) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return fmt.Errorf("metrics.addr %q is not host:port (%v): set metrics.addr (env APIGW_CONNECTOR_METRICS_ADDR) to e.g. \":9102\" or \"127.0.0.1:9102\"", c.Addr, err)
+	}
+	if c.MaxConnections < 1 || c.MaxConnections > 65536 {
+		return fmt.Errorf("metrics.max_connections must be between 1 and 65536, got %d: set metrics.max_connections (env APIGW_CONNECTOR_METRICS_MAX_CONNECTIONS), default 64", c.MaxConnections)
+	}
+	if c.IdleTimeout < time.Second || c.IdleTimeout > time.Hour {
+		return fmt.Errorf("metrics.idle_timeout must be between 1s and 1h, got %s: set metrics.idle_timeout (env APIGW_CONNECTOR_METRICS_IDLE_TIMEOUT), default 30s", c.IdleTimeout)
 	}
 	return nil
 }

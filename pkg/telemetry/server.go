@@ -29,7 +29,7 @@ func NewRegistry() *prometheus.Registry {
 
 // Server serves /metrics, /healthz and /readyz on a dedicated listener.
 type Server struct {
-	addr   string
+	cfg    MetricsConfig
 	gather prometheus.Gatherer
 	log    *slog.Logger
 
@@ -40,9 +40,30 @@ type Server struct {
 	done   chan struct{}
 }
 
-// NewServer builds the server; AddReadyCheck before Start.
+// Bounds of one exchange on the metrics listener: a scrape is small and
+// local, so anything slower is a stuck or hostile client holding a descriptor.
+const (
+	metricsReadTimeout  = 10 * time.Second
+	metricsWriteTimeout = 30 * time.Second
+)
+
+// NewServer builds the server on addr with the default limits; AddReadyCheck before Start.
 func NewServer(addr string, g prometheus.Gatherer, log *slog.Logger) *Server {
-	return &Server{addr: addr, gather: g, log: log, checks: map[string]ReadyCheck{}}
+	cfg := DefaultMetricsConfig()
+	cfg.Addr = addr
+	return NewServerConfig(cfg, g, log)
+}
+
+// NewServerConfig builds the server from the metrics section; AddReadyCheck before Start.
+func NewServerConfig(cfg MetricsConfig, g prometheus.Gatherer, log *slog.Logger) *Server {
+	def := DefaultMetricsConfig()
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = def.MaxConnections
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = def.IdleTimeout
+	}
+	return &Server{cfg: cfg, gather: g, log: log, checks: map[string]ReadyCheck{}}
 }
 
 // AddReadyCheck registers a named readiness condition for /readyz.
@@ -92,12 +113,20 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 
 // Start binds the listener and serves in the background.
 func (s *Server) Start(_ context.Context) error {
-	ln, err := net.Listen("tcp", s.addr)
+	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("listen metrics on %s: %w (set metrics.addr / APIGW_CONNECTOR_METRICS_ADDR to a free port)", s.addr, err)
+		return fmt.Errorf("listen metrics on %s: %w (set metrics.addr / APIGW_CONNECTOR_METRICS_ADDR to a free port)", s.cfg.Addr, err)
 	}
 	s.ln = ln
-	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	s.srv = &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       metricsReadTimeout,
+		WriteTimeout:      metricsWriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	ln = LimitListener(ln, s.cfg.MaxConnections)
 	s.done = make(chan struct{})
 	go func() {
 		defer close(s.done)
@@ -105,7 +134,7 @@ func (s *Server) Start(_ context.Context) error {
 			s.log.Error("metrics server stopped", "err", err)
 		}
 	}()
-	s.log.Info("metrics listener started", "addr", ln.Addr().String())
+	s.log.Info("metrics listener started", "addr", ln.Addr().String(), "max_connections", s.cfg.MaxConnections, "idle_timeout", s.cfg.IdleTimeout.String())
 	return nil
 }
 

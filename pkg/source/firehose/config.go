@@ -28,8 +28,22 @@ type Config struct {
 	// a load balancer). The files are re-read when they change.
 	TLS TLSConfig `yaml:"tls"`
 	// MaxBodyBytes caps a delivery's decoded body (Firehose buffers 1-64 MiB
-	// before content encoding); bigger bodies and gzip bombs get 413.
+	// before content encoding); bigger bodies and gzip bombs get 413, and so
+	// does a Content-Length that declares more, before a byte is read.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxRecords caps the records of one delivery (Firehose sends a few
+	// hundred): each costs memory of its own, so a body of millions of empty
+	// records would amplify its size many times over; more get 413.
+	MaxRecords int `yaml:"max_records"`
+	// MaxDecompressedBytesPerDelivery caps what a delivery's gzip records
+	// inflate to in total (a plain record counts its own size): per-record gzip
+	// bombs would otherwise cost gigabytes of inflation each; more get 413.
+	MaxDecompressedBytesPerDelivery int64 `yaml:"max_decompressed_bytes_per_delivery"`
+	// BodyReadTimeout bounds the wait for a delivery's body once it holds a
+	// slot: a client that declares a body and sends it slowly (or never)
+	// would otherwise keep the slot for the whole ack deadline; it gets 408.
+	// The ack deadline applies too, when shorter.
+	BodyReadTimeout time.Duration `yaml:"body_read_timeout"`
 	// AckDeadline bounds how long a delivery may take before the endpoint gives
 	// up with 503 so that Firehose retries; keep it below the stream's timeout.
 	AckDeadline time.Duration `yaml:"ack_deadline"`
@@ -56,14 +70,17 @@ func (c TLSConfig) Enabled() bool { return c.CertFile != "" || c.KeyFile != "" }
 // DefaultConfig returns the defaults. It has no access key: one must be set.
 func DefaultConfig() Config {
 	return Config{
-		Listen:                  ":8080",
-		Path:                    "/firehose",
-		HealthPath:              "/ping",
-		MaxBodyBytes:            64 << 20,
-		AckDeadline:             60 * time.Second,
-		MaxConcurrentDeliveries: 16,
-		DedupRequestIDs:         10_000,
-		DedupCallIDs:            1_000_000,
+		Listen:                          ":8080",
+		Path:                            "/firehose",
+		HealthPath:                      "/ping",
+		MaxBodyBytes:                    64 << 20,
+		MaxRecords:                      100_000,
+		MaxDecompressedBytesPerDelivery: 1 << 30,
+		BodyReadTimeout:                 15 * time.Second,
+		AckDeadline:                     60 * time.Second,
+		MaxConcurrentDeliveries:         16,
+		DedupRequestIDs:                 10_000,
+		DedupCallIDs:                    1_000_000,
 	}
 }
 
@@ -96,6 +113,15 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 1<<30 {
 		return fmt.Errorf("firehose.max_body_bytes must be between 1024 and 1073741824, got %d: set firehose.max_body_bytes (env APIGW_CONNECTOR_FIREHOSE_MAX_BODY_BYTES) to at least the stream's buffer size (default 67108864)", c.MaxBodyBytes)
+	}
+	if c.MaxRecords < 1 || c.MaxRecords > 10_000_000 {
+		return fmt.Errorf("firehose.max_records must be between 1 and 10000000, got %d: set firehose.max_records (env APIGW_CONNECTOR_FIREHOSE_MAX_RECORDS), default 100000", c.MaxRecords)
+	}
+	if c.MaxDecompressedBytesPerDelivery < 1024 || c.MaxDecompressedBytesPerDelivery > 64<<30 {
+		return fmt.Errorf("firehose.max_decompressed_bytes_per_delivery must be between 1024 and 68719476736, got %d: set firehose.max_decompressed_bytes_per_delivery (env APIGW_CONNECTOR_FIREHOSE_MAX_DECOMPRESSED_BYTES_PER_DELIVERY), default 1073741824 (1 GiB)", c.MaxDecompressedBytesPerDelivery)
+	}
+	if c.BodyReadTimeout < 100*time.Millisecond {
+		return fmt.Errorf("firehose.body_read_timeout must be at least 100ms, got %s: set firehose.body_read_timeout (env APIGW_CONNECTOR_FIREHOSE_BODY_READ_TIMEOUT), default 15s (firehose.ack_deadline bounds it too)", c.BodyReadTimeout)
 	}
 	if c.AckDeadline < 100*time.Millisecond {
 		return fmt.Errorf("firehose.ack_deadline must be at least 100ms, got %s: set firehose.ack_deadline (env APIGW_CONNECTOR_FIREHOSE_ACK_DEADLINE) below the delivery stream's timeout, e.g. 60s", c.AckDeadline)

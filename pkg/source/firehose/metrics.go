@@ -10,6 +10,7 @@ type metrics struct {
 	ackDuration  prometheus.Histogram
 	duplicates   *prometheus.CounterVec
 	inProgress   prometheus.Gauge
+	limited      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -30,13 +31,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "duplicates_suppressed_total", Help: "Retried work not done again: kind=request for deliveries already acknowledged, kind=call for calls already delivered."}, []string{"kind"}),
 		inProgress: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "deliveries_in_progress", Help: "Deliveries being decoded or awaiting settlement."}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "deliveries_limited_total", Help: "Deliveries refused or cut short by a per-delivery limit: limit=records, decompressed_bytes, body_read_timeout or deadline."}, []string{"limit"}),
 	}
-	for _, c := range []prometheus.Collector{m.deliveries, m.records, m.bytes, m.authFailures, m.ackDuration, m.duplicates, m.inProgress} {
+	for _, c := range []prometheus.Collector{m.deliveries, m.records, m.bytes, m.authFailures, m.ackDuration, m.duplicates, m.inProgress, m.limited} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
 	m.duplicates.WithLabelValues("request")
 	m.duplicates.WithLabelValues("call")
+	for _, l := range []string{"records", "decompressed_bytes", "body_read_timeout", "deadline"} {
+		m.limited.WithLabelValues(l)
+	}
 	return m, nil
 }

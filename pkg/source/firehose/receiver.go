@@ -74,6 +74,8 @@ type Receiver struct {
 type flight struct {
 	done    chan struct{}
 	settled bool
+	code    int    // the reply when not settled: 503, or 413 for a delivery over a limit
+	msg     string // its errorMessage when a limit, not the node, was the reason
 }
 
 // New builds a receiver; it fails when the keys or the certificate cannot be loaded.
@@ -230,6 +232,14 @@ func (r *Receiver) serveDelivery(w http.ResponseWriter, req *http.Request) {
 		r.fail(w, http.StatusUnauthorized, id, "unauthorized: "+reason)
 		return
 	}
+	// A declared length over the cap is refused before a slot is taken or a
+	// byte read (the server then closes the connection rather than drain it).
+	if limit := wireLimit(r.cfg.MaxBodyBytes); req.ContentLength > limit {
+		log.Warn("refused a Firehose delivery: declared body too large; lower the stream's buffer size or raise firehose.max_body_bytes",
+			"content_length", req.ContentLength, "max_body_bytes", r.cfg.MaxBodyBytes)
+		r.fail(w, http.StatusRequestEntityTooLarge, id, fmt.Sprintf("Content-Length %d exceeds the limit of %d bytes", req.ContentLength, limit))
+		return
+	}
 	select {
 	case r.sem <- struct{}{}:
 		defer func() { <-r.sem }()
@@ -247,15 +257,30 @@ func (r *Receiver) serveDelivery(w http.ResponseWriter, req *http.Request) {
 	ctx, cancel := context.WithDeadline(r.baseCtx, arrived.Add(r.cfg.AckDeadline))
 	defer cancel()
 
+	// A slot waits for body bytes at most body_read_timeout: a client that
+	// declares a body and trickles it (or sends nothing) frees the slot then.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(r.bodyDeadline(arrived))
 	body := &countingReader{r: http.MaxBytesReader(w, req.Body, wireLimit(r.cfg.MaxBodyBytes))}
-	fr, err := DecodeRequest(body, req.Header.Get("Content-Encoding"), r.cfg.MaxBodyBytes)
+	fr, err := decodeBounded(body, req.Header.Get("Content-Encoding"), r.cfg.MaxBodyBytes, r.cfg.MaxRecords)
 	r.m.bytes.Add(float64(body.n))
 	if err != nil {
 		var tooBig *http.MaxBytesError
+		var ne net.Error
 		switch {
 		case errors.As(body.err, &tooBig), errors.Is(err, ErrTooLarge):
 			log.Warn("refused a Firehose delivery: body too large; lower the stream's buffer size or raise firehose.max_body_bytes", "max_body_bytes", r.cfg.MaxBodyBytes)
 			r.fail(w, http.StatusRequestEntityTooLarge, id, fmt.Sprintf("request body exceeds %d bytes", r.cfg.MaxBodyBytes))
+		case errors.Is(err, errTooManyRecords):
+			r.m.limited.WithLabelValues("records").Inc()
+			log.Warn("refused a Firehose delivery: too many records; raise firehose.max_records if the stream really sends that many", "max_records", r.cfg.MaxRecords)
+			r.fail(w, http.StatusRequestEntityTooLarge, id, fmt.Sprintf("more than %d records in one delivery", r.cfg.MaxRecords))
+		case errors.As(body.err, &ne) && ne.Timeout():
+			r.m.limited.WithLabelValues("body_read_timeout").Inc()
+			log.Warn("refused a Firehose delivery: its body did not arrive within firehose.body_read_timeout",
+				"body_read_timeout", r.cfg.BodyReadTimeout, "bytes_read", body.n)
+			w.Header().Set("Connection", "close")
+			r.fail(w, http.StatusRequestTimeout, id, "the request body did not arrive in time; retry")
 		case body.err != nil:
 			log.Warn("could not read a Firehose delivery body", "err", body.err)
 			r.fail(w, http.StatusBadRequest, id, "read body: "+body.err.Error())
@@ -265,6 +290,8 @@ func (r *Receiver) serveDelivery(w http.ResponseWriter, req *http.Request) {
 		}
 		return
 	}
+	// The body is in: the rest of the exchange is bounded by the ack deadline.
+	_ = rc.SetReadDeadline(time.Time{})
 	if id == "" {
 		r.fail(w, http.StatusBadRequest, fr.RequestID, "the "+HeaderRequestID+" header is missing")
 		return
@@ -293,7 +320,7 @@ func (r *Receiver) serveDelivery(w http.ResponseWriter, req *http.Request) {
 		r.reply(w, id, arrived, f, log)
 		return
 	}
-	f.settled = r.deliver(ctx, fr, log)
+	f.settled, f.code, f.msg = r.deliver(ctx, fr, log)
 	r.endFlight(id, f)
 	r.reply(w, id, arrived, f, log)
 }
@@ -305,6 +332,10 @@ func (r *Receiver) reply(w http.ResponseWriter, id string, arrived time.Time, f 
 			r.ack(w, id, arrived)
 			return
 		}
+		if f.msg != "" {
+			r.fail(w, f.code, id, f.msg)
+			return
+		}
 	default:
 	}
 	log.Warn("Firehose delivery not acknowledged: the node did not take every call before firehose.ack_deadline; Firehose will retry the batch",
@@ -312,43 +343,95 @@ func (r *Receiver) reply(w http.ResponseWriter, id string, arrived time.Time, f 
 	r.fail(w, http.StatusServiceUnavailable, id, "not every call was delivered to the node before the ack deadline; retry")
 }
 
-// deliver submits the records as one batch and reports whether every call settled.
-func (r *Receiver) deliver(ctx context.Context, fr *Request, log *slog.Logger) bool {
+// Chunk bounds of the submissions of one delivery: the deadline is checked
+// between chunks, so past it at most one chunk's decoding is still done.
+const (
+	chunkRecords = 500
+	chunkBytes   = 16 << 20
+)
+
+// deliver checks what the records decompress to, then submits them in chunks
+// and reports whether every call settled; if not, the status to answer and,
+// when a limit rather than the node was the reason, the message. The chunks
+// share the delivery's context: abandoning one abandons all, and the ack
+// waits for all.
+func (r *Receiver) deliver(ctx context.Context, fr *Request, log *slog.Logger) (bool, int, string) {
 	deadline, _ := ctx.Deadline()
-	b := pipeline.Batch{Source: "firehose/" + fr.RequestID, Format: pipeline.FormatCloudWatchLogs, Records: make([]pipeline.Record, 0, len(fr.Records))}
-	for i, data := range fr.Records {
-		if len(data) == 0 {
+	sizes, err := measureRecords(ctx, fr.Records, r.cfg.MaxDecompressedBytesPerDelivery)
+	switch {
+	case errors.Is(err, errTooMuchInflation):
+		r.m.limited.WithLabelValues("decompressed_bytes").Inc()
+		log.Warn("refused a Firehose delivery: its records decompress to more than firehose.max_decompressed_bytes_per_delivery",
+			"max_decompressed_bytes_per_delivery", r.cfg.MaxDecompressedBytesPerDelivery, "err", err)
+		return false, http.StatusRequestEntityTooLarge, fmt.Sprintf("the records decompress to more than %d bytes (firehose.max_decompressed_bytes_per_delivery)", r.cfg.MaxDecompressedBytesPerDelivery)
+	case err != nil:
+		r.m.limited.WithLabelValues("deadline").Inc()
+		log.Warn("Firehose delivery not acknowledged: checking its records took past firehose.ack_deadline", "err", err)
+		return false, http.StatusServiceUnavailable, msgDecodeDeadline
+	}
+	var dedup pipeline.Deduper
+	if r.cfg.DedupCallIDs > 0 {
+		dedup = r.calls
+	}
+	var settlements []*pipeline.Settlement
+	submitted := true
+	for _, c := range chunks(sizes, chunkRecords, chunkBytes) {
+		if ctx.Err() != nil {
+			r.m.limited.WithLabelValues("deadline").Inc()
+			log.Warn("Firehose delivery not acknowledged: firehose.ack_deadline passed while its records were being decoded",
+				"records_submitted", c[0], "records", len(fr.Records))
+			submitted = false
+			break
+		}
+		b := pipeline.Batch{Source: "firehose/" + fr.RequestID, Format: pipeline.FormatCloudWatchLogs, Dedup: dedup}
+		for i := c[0]; i < c[1]; i++ {
+			if len(fr.Records[i]) == 0 {
+				continue
+			}
+			b.Records = append(b.Records, pipeline.Record{ID: strconv.Itoa(i), Data: fr.Records[i]})
+		}
+		if len(b.Records) == 0 {
 			continue
 		}
-		b.Records = append(b.Records, pipeline.Record{ID: strconv.Itoa(i), Data: data})
-	}
-	if r.cfg.DedupCallIDs > 0 {
-		b.Dedup = r.calls
-	}
-	s, err := r.sub.Submit(ctx, b)
-	if err != nil {
-		log.Warn("could not submit a Firehose delivery", "err", err)
-		return false
+		s, err := r.sub.Submit(ctx, b)
+		if err != nil {
+			log.Warn("could not submit a Firehose delivery", "err", err)
+			submitted = false
+			break
+		}
+		settlements = append(settlements, s)
 	}
 	// The pipeline abandons the calls when ctx ends and then closes Done; the
 	// timer only guards against a settlement that never reports.
 	guard := time.NewTimer(time.Until(deadline) + settleGrace)
 	defer guard.Stop()
-	select {
-	case <-s.Done():
-	case <-guard.C:
-		log.Error("pipeline did not settle a Firehose delivery after its deadline; answering 503")
-		return false
+	var out pipeline.Outcome
+	for _, s := range settlements {
+		select {
+		case <-s.Done():
+		case <-guard.C:
+			log.Error("pipeline did not settle a Firehose delivery after its deadline; answering 503")
+			return false, http.StatusServiceUnavailable, ""
+		}
+		out.Add(s.Outcome())
 	}
-	out := s.Outcome()
+	out.Records = len(fr.Records)
 	if out.Duplicates > 0 {
 		r.m.duplicates.WithLabelValues("call").Add(float64(out.Duplicates))
 	}
 	log.Debug("Firehose delivery settled", "records", out.Records, "events", out.Events, "calls", out.Calls,
 		"delivered", out.Delivered, "rejected", out.Rejected, "duplicates", out.Duplicates,
 		"decode_errors", out.DecodeErrors, "parse_errors", out.ParseErrors, "abandoned", out.Abandoned)
-	return out.Settled()
+	switch {
+	case !submitted && ctx.Err() != nil:
+		return false, http.StatusServiceUnavailable, msgDecodeDeadline
+	case !submitted || !out.Settled():
+		return false, http.StatusServiceUnavailable, ""
+	}
+	return true, http.StatusOK, ""
 }
+
+const msgDecodeDeadline = "the ack deadline passed while the records were being decoded; retry"
 
 func (r *Receiver) joinFlight(id string) (*flight, bool) {
 	r.flightMu.Lock()
