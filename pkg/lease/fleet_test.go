@@ -21,29 +21,29 @@ import (
 // FLEET_SHARDS / FLEET_WORKERS / FLEET_FAILOVER (scripts/bench-fleet.sh) it
 // runs a production-sized one and prints the figures.
 
-// countingDB counts one worker's DynamoDB calls and the items its scans read.
-type countingDB struct {
+// fleetDB counts one worker's DynamoDB calls and the items its scans read.
+type fleetDB struct {
 	DynamoDBAPI
 	mu    sync.Mutex
 	calls map[string]int
 	items int // items returned by Scan
 }
 
-func newCountingDB(db DynamoDBAPI) *countingDB { return &countingDB{DynamoDBAPI: db, calls: map[string]int{}} }
+func newFleetDB(db DynamoDBAPI) *fleetDB { return &fleetDB{DynamoDBAPI: db, calls: map[string]int{}} }
 
-func (d *countingDB) note(op string) {
+func (d *fleetDB) note(op string) {
 	d.mu.Lock()
 	d.calls[op]++
 	d.mu.Unlock()
 }
 
-func (d *countingDB) snapshot() (map[string]int, int) {
+func (d *fleetDB) snapshot() (map[string]int, int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return maps.Clone(d.calls), d.items
 }
 
-func (d *countingDB) Scan(ctx context.Context, in *dynamodb.ScanInput, opts ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error) {
+func (d *fleetDB) Scan(ctx context.Context, in *dynamodb.ScanInput, opts ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error) {
 	d.note("Scan")
 	out, err := d.DynamoDBAPI.Scan(ctx, in, opts...)
 	if err == nil {
@@ -54,7 +54,7 @@ func (d *countingDB) Scan(ctx context.Context, in *dynamodb.ScanInput, opts ...f
 	return out, err
 }
 
-func (d *countingDB) Query(ctx context.Context, in *dynamodb.QueryInput, opts ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
+func (d *fleetDB) Query(ctx context.Context, in *dynamodb.QueryInput, opts ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
 	d.note("Query")
 	q, ok := d.DynamoDBAPI.(interface {
 		Query(context.Context, *dynamodb.QueryInput, ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
@@ -65,22 +65,22 @@ func (d *countingDB) Query(ctx context.Context, in *dynamodb.QueryInput, opts ..
 	return q.Query(ctx, in, opts...)
 }
 
-func (d *countingDB) GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+func (d *fleetDB) GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
 	d.note("GetItem")
 	return d.DynamoDBAPI.GetItem(ctx, in, opts...)
 }
 
-func (d *countingDB) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+func (d *fleetDB) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
 	d.note("UpdateItem")
 	return d.DynamoDBAPI.UpdateItem(ctx, in, opts...)
 }
 
-func (d *countingDB) PutItem(ctx context.Context, in *dynamodb.PutItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+func (d *fleetDB) PutItem(ctx context.Context, in *dynamodb.PutItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
 	d.note("PutItem")
 	return d.DynamoDBAPI.PutItem(ctx, in, opts...)
 }
 
-func (d *countingDB) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+func (d *fleetDB) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
 	d.note("DeleteItem")
 	return d.DynamoDBAPI.DeleteItem(ctx, in, opts...)
 }
@@ -194,7 +194,7 @@ func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
 type fleetWorker struct {
 	id     string
 	c      *Coordinator
-	db     *countingDB
+	db     *fleetDB
 	cancel context.CancelFunc
 	killed bool
 }
@@ -235,7 +235,7 @@ func TestFleet(t *testing.T) {
 			cfg.TakeInterval = max(50*time.Millisecond, failover/10)
 			cfg.ShardSyncInterval = max(time.Second, failover)
 		}
-		cdb := newCountingDB(db)
+		cdb := newFleetDB(db)
 		c, err := NewCoordinator(cdb, ls, tr.processor(id), cfg, nil, log.With("w", id))
 		if err != nil {
 			t.Fatalf("NewCoordinator: %v", err)
