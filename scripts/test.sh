@@ -14,6 +14,14 @@ echo "== staticcheck"
 command -v staticcheck >/dev/null || { echo "staticcheck not found: go install honnef.co/go/tools/cmd/staticcheck@v0.8.2 (.ci/run does) and put \$(go env GOPATH)/bin on PATH" >&2; exit 1; }
 staticcheck ./...
 
+echo "== cfn-lint (deploy/cloudformation/*.yaml)"
+if ! command -v cfn-lint >/dev/null 2>&1; then
+  echo "cfn-lint is missing: the CloudFormation templates in deploy/cloudformation are checked against AWS's resource schemas with it. Install it (pip install 'cfn-lint>=1.51,<2') and run this script again." >&2
+  exit 1
+fi
+cfn-lint --version
+cfn-lint deploy/cloudformation/*.yaml
+
 echo "== go test -race"
 go test -race -count=1 -timeout 25m ./...
 
