@@ -59,19 +59,25 @@ func New(cfg Config, awsCfg aws.Config, sub Submitter, reg prometheus.Registerer
 	if err != nil {
 		return nil, err
 	}
-	kc := timeoutAPI{api: kinesis.NewFromConfig(awsCfg), timeout: cfg.RequestTimeout}
-	st := parseStream(cfg.Stream)
 	s := &Source{cfg: cfg, log: log, hardStop: make(chan struct{}), db: dynamodb.NewFromConfig(awsCfg)}
-	s.deps = &readerDeps{
-		cfg: cfg, api: kc, stream: st, lister: &shardLister{api: kc, stream: st},
-		submit: submitterFunc(sub), m: m, log: log, hardStop: s.hardStop,
-	}
+	s.deps = newReaderDeps(cfg, kinesis.NewFromConfig(awsCfg), submitterFunc(sub), m, log)
+	s.deps.hardStop = s.hardStop
 	s.coord, err = lease.NewCoordinator(s.db, s.deps.lister, processor{s.deps},
 		s.leaseConfig(), reg, leaseLog)
 	if err != nil {
 		return nil, fmt.Errorf("create lease coordinator: %w", err)
 	}
 	return s, nil
+}
+
+// newReaderDeps wires what the shard readers share; every Kinesis call gets its deadline here.
+func newReaderDeps(cfg Config, api KinesisAPI, submit submitFunc, m *metrics, log *slog.Logger) *readerDeps {
+	kc := timeoutAPI{api: api, timeout: cfg.RequestTimeout}
+	st := parseStream(cfg.Stream)
+	return &readerDeps{
+		cfg: cfg, api: kc, stream: st, lister: &shardLister{api: kc, stream: st},
+		submit: submit, m: m, log: log,
+	}
 }
 
 // leaseConfig leaves RenewInterval to pkg/lease's default, FailoverTime/3 as in the KCL: three
