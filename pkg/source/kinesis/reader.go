@@ -246,7 +246,7 @@ func (r *shardRun) run(ctx context.Context) {
 			r.log.Error("find child shards at shard end", "err", err)
 		}
 	}
-	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), checkpointTimeout)
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.writeTimeout())
 	defer cancel()
 	if err := r.h.ShardEnded(ectx, children); err != nil {
 		if errors.Is(err, lease.ErrLeaseLost) {
@@ -259,6 +259,13 @@ func (r *shardRun) run(ctx context.Context) {
 	}
 	r.checkpoints.Inc()
 	r.log.Info("shard ended", "children", children, "gone", end.gone)
+}
+
+// writeTimeout bounds a checkpoint write. A write holds its lease's lock in pkg/lease, so one
+// that hangs longer than a renewal period would also hold back the renewals that tell this
+// worker whether it still owns the lease.
+func (r *shardRun) writeTimeout() time.Duration {
+	return min(checkpointTimeout, r.d.cfg.FailoverTime/3)
 }
 
 // failNoTimestamp handles a lease whose checkpoint is AT_TIMESTAMP (written by a worker
@@ -410,7 +417,7 @@ func (r *shardRun) flush(ctx context.Context) bool {
 	if !moved || r.lost.Load() {
 		return false
 	}
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), checkpointTimeout)
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.writeTimeout())
 	defer cancel()
 	if err := r.h.SaveCheckpointAt(wctx, pos.seq, pos.sub); err != nil {
 		if errors.Is(err, lease.ErrLeaseLost) {
