@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"errors"
+	"hash/crc32"
 	"io"
 	"log"
 	"net"
@@ -202,6 +203,8 @@ func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
 	case throttle:
 		p.throttled.Add(1)
 		w.Header().Set("Content-Type", f.Throttle.ContentType)
+		// DynamoDB signs its bodies so; the SDK checks it when present and warns when absent.
+		w.Header().Set("X-Amz-Crc32", strconv.FormatUint(uint64(crc32.ChecksumIEEE([]byte(f.Throttle.Body))), 10))
 		w.Header().Set("X-Amzn-Requestid", "fault-proxy-"+strconv.FormatInt(p.requests.Load(), 10))
 		w.WriteHeader(f.Throttle.Status)
 		_, _ = w.Write([]byte(f.Throttle.Body))
