@@ -36,7 +36,8 @@ func drill(t *testing.T, e *env, p *testenv.FaultProxy, f testenv.Faults, ws ...
 func TestFaultsOnTheWire(t *testing.T) {
 	kep := testenv.StartKinesisMock(t)
 	dep := testenv.StartDynalite(t)
-	fast := func(c *Config) { c.RequestTimeout = time.Second }
+	// Short enough that a hung call costs little, long enough for a loaded 2-core machine.
+	fast := func(c *Config) { c.RequestTimeout = 2 * time.Second }
 
 	kinesisFaults := []struct {
 		name string
