@@ -150,6 +150,8 @@ type env struct {
 	// return.
 	onStart func(worker, shard, checkpoint string)
 	onEnd   func(worker, shard string)
+	// logTo, when set before a worker starts, receives its log (text, info and above).
+	logTo io.Writer
 }
 
 var nameSeq atomic.Int64
@@ -211,6 +213,9 @@ func (e *env) startWorkerVia(name string, awsCfg aws.Config, mod func(*Config)) 
 	}
 	reg := prometheus.NewRegistry()
 	log := testLogger(t).With("worker", name)
+	if e.logTo != nil {
+		log = slog.New(slog.NewTextHandler(e.logTo, nil)).With("worker", name)
+	}
 	pcfg := pipeline.DefaultConfig()
 	pcfg.Workers = 16
 	pipe, err := pipeline.New(pcfg, recordingForwarder{r: e.rec, worker: name}, cwlogs.NewDecoder(cwlogs.DefaultOptions()),

@@ -2,6 +2,7 @@ package kinesis
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
 	"github.com/wallarm/apigw-connector/internal/testenv"
+	"github.com/wallarm/apigw-connector/internal/testenv/testkit"
 	"github.com/wallarm/apigw-connector/pkg/lease"
 	"github.com/wallarm/apigw-connector/pkg/traffic"
 )
@@ -125,6 +127,28 @@ func TestEmulatorEdges(t *testing.T) {
 			t.Errorf("aggregated_records_total = %v, want 2", n)
 		}
 		_ = pPlain
+	})
+}
+
+// TestTimestampCheckpointsAtStart: leases left AT_TIMESTAMP by another application version are
+// named at start, with the setting and its variable, when kinesis.initial_timestamp is unset.
+func TestTimestampCheckpointsAtStart(t *testing.T) {
+	kep := testenv.StartKinesisMock(t)
+	dep := testenv.StartDynalite(t)
+	e := newEnv(t, kep, dep, 1)
+	var logs testkit.SyncBuffer
+	e.logTo = &logs
+	shard := aws.ToString(testenv.ListShards(t, e.kc, e.stream)[0].ShardId)
+	createJavaKCLTableAt(t, e.db, e.table, map[string]position{shard: {seq: lease.AtTimestamp}})
+	w := e.startWorker("w1", nil)
+	out := logs.String()
+	for _, want := range []string{"level=ERROR", "leases checkpointed AT_TIMESTAMP", "kinesis.initial_timestamp", "APIGW_CONNECTOR_KINESIS_INITIAL_TIMESTAMP", shard} {
+		if !strings.Contains(out, want) {
+			t.Errorf("start log lacks %q:\n%s", want, out)
+		}
+	}
+	eventually(t, 10*time.Second, "the shard refused", func() bool {
+		return w.counter("apigw_connector_kinesis_shard_failures_total", "") >= 1
 	})
 }
 
