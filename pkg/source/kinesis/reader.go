@@ -301,6 +301,8 @@ func (r *shardRun) checkpointLoop(ctx context.Context, done <-chan struct{}) {
 	for {
 		select {
 		case <-t.C:
+			// After the first write attempt, failed or not, the interval paces retries: a
+			// table that refuses writes is not asked 20 times a second.
 			if r.flush(ctx) && waitingFirst {
 				waitingFirst = false
 				t.Reset(interval)
@@ -397,7 +399,7 @@ func (r *shardRun) submit(fetchCtx, deliveryCtx context.Context, b pipeline.Batc
 }
 
 // flush moves the cursor over the settled prefix, refreshes the gauges and writes the
-// checkpoint when it moved, while the lease is held. It reports whether it wrote one.
+// checkpoint when it moved, while the lease is held. It reports whether it tried a write.
 func (r *shardRun) flush(ctx context.Context) bool {
 	r.flushMu.Lock()
 	defer r.flushMu.Unlock()
@@ -426,7 +428,7 @@ func (r *shardRun) flush(ctx context.Context) bool {
 		}
 		r.d.m.errors.WithLabelValues("checkpoint").Inc()
 		r.log.Error("write checkpoint", "seq", pos.seq, "sub_sequence", pos.sub, "err", err)
-		return false
+		return true
 	}
 	r.cp.markWritten(pos)
 	r.checkpoints.Inc()

@@ -2,6 +2,7 @@ package kinesis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -115,13 +116,15 @@ func (f *fakeKinesis) GetRecords(ctx context.Context, in *kinesis.GetRecordsInpu
 
 // fakeHandle is a lease handle that records its checkpoint writes.
 type fakeHandle struct {
-	seq      string
-	sub      int64
-	lost     chan struct{}
-	mu       sync.Mutex
-	saved    []position
-	ended    bool
-	children []string
+	failWrites int // the first writes fail with this many errors
+	attempts   int
+	seq        string
+	sub        int64
+	lost       chan struct{}
+	mu         sync.Mutex
+	saved      []position
+	ended      bool
+	children   []string
 }
 
 func newFakeHandle(seq string, sub int64) *fakeHandle {
@@ -151,6 +154,10 @@ func lastOf(c []position) (position, bool) {
 func (h *fakeHandle) SaveCheckpointAt(_ context.Context, seq string, sub int64) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.attempts++
+	if h.attempts <= h.failWrites {
+		return errors.New("write checkpoint: DynamoDB says no")
+	}
 	h.saved = append(h.saved, position{seq: seq, sub: sub})
 	return nil
 }
@@ -521,4 +528,32 @@ func TestReaderCheckpointsSoonAndOnTheWayOut(t *testing.T) {
 	if ended, _ := f.h.isEnded(); ended {
 		t.Error("an open shard was ended")
 	}
+}
+
+// A first checkpoint write that fails is retried at the checkpoint interval, not at the pace
+// of the first-checkpoint poll.
+func TestReaderFailedFirstCheckpointPaced(t *testing.T) {
+	t.Parallel()
+	api := &fakeKinesis{}
+	seqs := api.add([]byte("a"))
+	h := newFakeHandle(PositionTrimHorizon, 0)
+	h.failWrites = 1
+	f := newFakeRun(t, api, h, func(c *Config) { c.CheckpointInterval = 700 * time.Millisecond })
+	f.start(t)
+	eventually(t, 3*time.Second, "first write attempt", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.attempts == 1
+	})
+	time.Sleep(400 * time.Millisecond)
+	h.mu.Lock()
+	n := h.attempts
+	h.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d write attempts within 400ms of a failed one, want 1 (retry at the 700ms interval)", n)
+	}
+	eventually(t, 3*time.Second, "checkpoint written on the retry", func() bool {
+		last, ok := h.last()
+		return ok && last.seq == seqs[0]
+	})
 }
