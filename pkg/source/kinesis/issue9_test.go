@@ -60,6 +60,33 @@ func TestEmulatorEdges(t *testing.T) {
 		t.Logf("both shards ended %s after the stream was deleted", took.Round(time.Millisecond))
 	})
 
+	// A lease of a shard id the stream does not have (e.g. left by an older stream of the same
+	// name) ends at once instead of being retried forever.
+	t.Run("shard_does_not_exist", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, kep, dep, 1)
+		const bogus = "shardId-000000000099"
+		var mu sync.Mutex
+		var ran []string
+		e.onEnd = func(_, shard string) {
+			mu.Lock()
+			ran = append(ran, shard)
+			mu.Unlock()
+		}
+		existing := aws.ToString(testenv.ListShards(t, e.kc, e.stream)[0].ShardId)
+		createJavaKCLTableAt(t, e.db, e.table, map[string]position{bogus: {seq: lease.TrimHorizon}, existing: {seq: lease.TrimHorizon}})
+		w := e.startWorker("w1", nil)
+		e.produce(5, 3, 3)
+		e.waitDelivered(waitLong)
+		eventually(t, 15*time.Second, "the lease of the missing shard ended or removed", func() bool {
+			l, ok := e.leases()[bogus]
+			return !ok || l.checkpoint == lease.ShardEnd
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		t.Logf("readers returned: %v; shards_gone_total %v", ran, w.counter("apigw_connector_kinesis_shards_gone_total", ""))
+	})
+
 	// KPL aggregates are delivered user record by user record; a Java KCL checkpoint inside an
 	// aggregate (S, k) resumes AT S and skips its first k+1 user records; a worker's own
 	// checkpoint after an aggregate names its last user record, as the Java KCL's does.
