@@ -87,11 +87,14 @@ type benchHandle struct {
 	lost        chan struct{}
 }
 
-func (h *benchHandle) ShardID() string                              { return "shardId-000000000000" }
-func (h *benchHandle) Checkpoint() (string, int64)                  { return PositionTrimHorizon, 0 }
-func (h *benchHandle) Lost() <-chan struct{}                        { return h.lost }
-func (h *benchHandle) SaveCheckpoint(context.Context, string) error { h.checkpoints.Add(1); return nil }
-func (h *benchHandle) ShardEnded(context.Context, []string) error   { close(h.ended); return nil }
+func (h *benchHandle) ShardID() string             { return "shardId-000000000000" }
+func (h *benchHandle) Checkpoint() (string, int64) { return PositionTrimHorizon, 0 }
+func (h *benchHandle) Lost() <-chan struct{}       { return h.lost }
+func (h *benchHandle) SaveCheckpointAt(context.Context, string, int64) error {
+	h.checkpoints.Add(1)
+	return nil
+}
+func (h *benchHandle) ShardEnded(context.Context, []string) error { close(h.ended); return nil }
 
 type noopForwarder struct{}
 
@@ -139,7 +142,7 @@ func BenchmarkConsumer(b *testing.B) {
 			cfg.CheckpointInterval = 100 * time.Millisecond
 			st := parseStream(cfg.Stream)
 			d := &readerDeps{cfg: cfg, api: kc, stream: st, lister: &shardLister{api: kc, stream: st},
-				sub: pipe, m: m, log: log, hardStop: make(chan struct{})}
+				submit: submitterFunc(pipe), m: m, log: log, hardStop: make(chan struct{})}
 			h := &benchHandle{ended: make(chan struct{}), lost: make(chan struct{})}
 
 			b.ReportAllocs()

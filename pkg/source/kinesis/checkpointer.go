@@ -14,8 +14,16 @@ type settlement interface {
 	Outcome() pipeline.Outcome
 }
 
+// position is a place in a shard: a sequence number (or the lease's TRIM_HORIZON, LATEST,
+// AT_TIMESTAMP) and the sub-sequence number of a KPL user record within it (0 for plain
+// records), the Java KCL's ExtendedSequenceNumber.
+type position struct {
+	seq string
+	sub int64
+}
+
 type pendingRecord struct {
-	seq    string
+	pos    position
 	s      settlement
 	readAt time.Time
 }
@@ -29,22 +37,22 @@ type checkpointer struct {
 	mu      sync.Mutex
 	pending []pendingRecord // arrival order; pending[head:] are live
 	head    int
-	settled string // highest sequence number of the settled prefix
-	written string // last sequence number written to the lease table
+	settled position // last position of the settled prefix
+	written position // last position written to the lease table
 	// unwrittenSince is when the oldest settled record not yet covered by a written checkpoint
 	// was read (zero when none).
 	unwrittenSince time.Time
 	stuck          bool // an abandoned record sits at the front: the cursor never moves again
 }
 
-func newCheckpointer(start string) *checkpointer {
+func newCheckpointer(start position) *checkpointer {
 	return &checkpointer{settled: start, written: start}
 }
 
 // add records a record just handed to the pipeline.
-func (c *checkpointer) add(seq string, s settlement, readAt time.Time) {
+func (c *checkpointer) add(p position, s settlement, readAt time.Time) {
 	c.mu.Lock()
-	c.pending = append(c.pending, pendingRecord{seq: seq, s: s, readAt: readAt})
+	c.pending = append(c.pending, pendingRecord{pos: p, s: s, readAt: readAt})
 	c.mu.Unlock()
 }
 
@@ -52,7 +60,7 @@ func (c *checkpointer) add(seq string, s settlement, readAt time.Time) {
 // candidate and how many undecodable records (or documents) the newly settled records held.
 // An abandoned record (delivery context ended) stops the cursor for good: it and what follows
 // must be read again by whoever holds the lease next.
-func (c *checkpointer) advance() (seq string, undecodable int) {
+func (c *checkpointer) advance() (pos position, undecodable int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for !c.stuck && c.head < len(c.pending) {
@@ -68,7 +76,7 @@ func (c *checkpointer) advance() (seq string, undecodable int) {
 			break
 		}
 		undecodable += o.DecodeErrors
-		c.settled = p.seq
+		c.settled = p.pos
 		if c.unwrittenSince.IsZero() {
 			c.unwrittenSince = p.readAt
 		}
@@ -79,7 +87,7 @@ func (c *checkpointer) advance() (seq string, undecodable int) {
 }
 
 // compactLocked drops the consumed front of the queue once it dominates the slice.
-func (c *checkpointer) compactLocked() string {
+func (c *checkpointer) compactLocked() position {
 	if c.head > 0 && c.head >= len(c.pending)/2 {
 		n := copy(c.pending, c.pending[c.head:])
 		clear(c.pending[n:])
@@ -90,18 +98,18 @@ func (c *checkpointer) compactLocked() string {
 }
 
 // toWrite returns the settled position when it moved past the last written one.
-func (c *checkpointer) toWrite() (string, bool) {
+func (c *checkpointer) toWrite() (position, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.settled, c.settled != c.written
 }
 
-// written records a successful checkpoint write of seq.
-func (c *checkpointer) markWritten(seq string) {
+// markWritten records a successful checkpoint write of p.
+func (c *checkpointer) markWritten(p position) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.written = seq
-	if seq == c.settled {
+	c.written = p
+	if p == c.settled {
 		c.unwrittenSince = time.Time{}
 	}
 }

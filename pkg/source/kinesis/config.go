@@ -60,6 +60,9 @@ type Config struct {
 	// GetRecords result is being handed to the pipeline.
 	PrefetchRecords int `yaml:"prefetch_records"`
 	PrefetchBatches int `yaml:"prefetch_batches"`
+	// RequestTimeout bounds every Kinesis call (GetRecords, GetShardIterator, ListShards), so a
+	// connection that stops answering costs one timeout and a retry, not the shard.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
 }
 
 // DefaultConfig returns the defaults; Stream must still be set.
@@ -77,6 +80,7 @@ func DefaultConfig() Config {
 		CreateLeaseTable:   true,
 		PrefetchRecords:    20000,
 		PrefetchBatches:    2,
+		RequestTimeout:     10 * time.Second,
 	}
 }
 
@@ -136,6 +140,9 @@ func (c Config) Validate() error {
 	}
 	if c.PrefetchBatches < 1 {
 		bad("prefetch_batches", "must be at least 1, got %d", c.PrefetchBatches)
+	}
+	if c.RequestTimeout < 100*time.Millisecond {
+		bad("request_timeout", "must be at least 100ms (a GetRecords answer may carry 10 MB), got %s", c.RequestTimeout)
 	}
 	return errors.Join(errs...)
 }

@@ -34,6 +34,7 @@ func TestConfigValidate(t *testing.T) {
 		{"checkpoint interval", func(c *Config) { c.CheckpointInterval = 0 }, "kinesis.checkpoint_interval must be positive"},
 		{"grace", func(c *Config) { c.ShutdownGrace = 0 }, "kinesis.shutdown_grace must be positive"},
 		{"prefetch", func(c *Config) { c.PrefetchBatches = 0 }, "kinesis.prefetch_batches must be at least 1"},
+		{"request timeout", func(c *Config) { c.RequestTimeout = 0 }, "kinesis.request_timeout must be at least 100ms"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

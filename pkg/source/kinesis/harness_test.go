@@ -146,8 +146,12 @@ type env struct {
 	gen      *traffic.Generator
 	genMu    sync.Mutex
 	partKeys atomic.Int64
-	// onStart, when set before a worker starts, sees every shard reader start.
+	// onStart and onEnd, when set before a worker starts, see every shard reader start and
+	// return.
 	onStart func(worker, shard, checkpoint string)
+	onEnd   func(worker, shard string)
+	// logTo, when set before a worker starts, receives its log (text, info and above).
+	logTo io.Writer
 }
 
 var nameSeq atomic.Int64
@@ -194,6 +198,13 @@ type worker struct {
 }
 
 func (e *env) startWorker(name string, mod func(*Config)) *worker {
+	e.t.Helper()
+	return e.startWorkerVia(name, e.awsCfg, mod)
+}
+
+// startWorkerVia starts a worker that reaches AWS through awsCfg (e.g. a fault proxy's
+// endpoints), while the test's own clients go direct.
+func (e *env) startWorkerVia(name string, awsCfg aws.Config, mod func(*Config)) *worker {
 	t := e.t
 	t.Helper()
 	cfg := e.config(name)
@@ -202,6 +213,9 @@ func (e *env) startWorker(name string, mod func(*Config)) *worker {
 	}
 	reg := prometheus.NewRegistry()
 	log := testLogger(t).With("worker", name)
+	if e.logTo != nil {
+		log = slog.New(slog.NewTextHandler(e.logTo, nil)).With("worker", name)
+	}
 	pcfg := pipeline.DefaultConfig()
 	pcfg.Workers = 16
 	pipe, err := pipeline.New(pcfg, recordingForwarder{r: e.rec, worker: name}, cwlogs.NewDecoder(cwlogs.DefaultOptions()),
@@ -212,12 +226,15 @@ func (e *env) startWorker(name string, mod func(*Config)) *worker {
 	if err := pipe.Start(context.Background()); err != nil {
 		t.Fatalf("start pipeline: %v", err)
 	}
-	src, err := New(cfg, e.awsCfg, pipe, reg, log)
+	src, err := New(cfg, awsCfg, pipe, reg, log)
 	if err != nil {
 		t.Fatalf("new source: %v", err)
 	}
 	if hook := e.onStart; hook != nil {
 		src.deps.onStart = func(shard, cp string) { hook(name, shard, cp) }
+	}
+	if hook := e.onEnd; hook != nil {
+		src.deps.onEnd = func(shard string) { hook(name, shard) }
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := src.Start(ctx); err != nil {
@@ -404,7 +421,7 @@ func seqLess(a, b string) bool {
 // leaseRow is what the tests read back from the lease table.
 type leaseRow struct {
 	key, owner, checkpoint string
-	counter                int64
+	counter, sub           int64
 	parents, children      []string
 }
 
@@ -422,6 +439,9 @@ func (e *env) leases() map[string]leaseRow {
 			r := leaseRow{key: str(it["leaseKey"]), owner: str(it["leaseOwner"]), checkpoint: str(it["checkpoint"])}
 			if n, ok := it["leaseCounter"].(*ddbtypes.AttributeValueMemberN); ok {
 				r.counter, _ = strconv.ParseInt(n.Value, 10, 64)
+			}
+			if n, ok := it["checkpointSubSequenceNumber"].(*ddbtypes.AttributeValueMemberN); ok {
+				r.sub, _ = strconv.ParseInt(n.Value, 10, 64)
 			}
 			if ss, ok := it["parentShardId"].(*ddbtypes.AttributeValueMemberSS); ok {
 				r.parents = ss.Value

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -253,6 +254,16 @@ func gzipBytes(b []byte) []byte {
 // checkpoint mid-stream, owned by a worker that no longer renews.
 func createJavaKCLTable(t *testing.T, db *dynamodb.Client, table string, checkpoints map[string]string) {
 	t.Helper()
+	at := map[string]position{}
+	for k, seq := range checkpoints {
+		at[k] = position{seq: seq}
+	}
+	createJavaKCLTableAt(t, db, table, at)
+}
+
+// createJavaKCLTableAt is createJavaKCLTable with sub-sequence numbers (KPL aggregates).
+func createJavaKCLTableAt(t *testing.T, db *dynamodb.Client, table string, checkpoints map[string]position) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
 	defer cancel()
 	_, err := db.CreateTable(ctx, &dynamodb.CreateTableInput{
@@ -271,13 +282,13 @@ func createJavaKCLTable(t *testing.T, db *dynamodb.Client, table string, checkpo
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	for shard, seq := range checkpoints {
+	for shard, cp := range checkpoints {
 		_, err := db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(table), Item: map[string]ddbtypes.AttributeValue{
 			"leaseKey":                     &ddbtypes.AttributeValueMemberS{Value: shard},
 			"leaseOwner":                   &ddbtypes.AttributeValueMemberS{Value: "ip-10-0-0-1.ec2.internal:6f1c2d4e-java"},
 			"leaseCounter":                 &ddbtypes.AttributeValueMemberN{Value: "4711"},
-			"checkpoint":                   &ddbtypes.AttributeValueMemberS{Value: seq},
-			"checkpointSubSequenceNumber":  &ddbtypes.AttributeValueMemberN{Value: "0"},
+			"checkpoint":                   &ddbtypes.AttributeValueMemberS{Value: cp.seq},
+			"checkpointSubSequenceNumber":  &ddbtypes.AttributeValueMemberN{Value: strconv.FormatInt(cp.sub, 10)},
 			"ownerSwitchesSinceCheckpoint": &ddbtypes.AttributeValueMemberN{Value: "0"},
 			"startingHashKey":              &ddbtypes.AttributeValueMemberS{Value: "0"},
 			"endingHashKey":                &ddbtypes.AttributeValueMemberS{Value: "340282366920938463463374607431768211455"},

@@ -18,6 +18,11 @@ type metrics struct {
 	inFlight       *prometheus.GaugeVec
 	undecodable    *prometheus.CounterVec
 	expiredIterats *prometheus.CounterVec
+	aggregated     *prometheus.CounterVec
+	userRecords    *prometheus.CounterVec
+	trimFallbacks  *prometheus.CounterVec
+	shardsGone     *prometheus.CounterVec
+	shardFailures  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -46,9 +51,20 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "records_undecodable_total", Help: "Records (or documents in them) skipped as not CloudWatch Logs data: corrupt gzip, not JSON, empty."}, shard),
 		expiredIterats: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "iterators_expired_total", Help: "Shard iterators that expired and were fetched again."}, shard),
+		aggregated: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "aggregated_records_total", Help: "KPL-aggregated records read (each is handed on as its user records)."}, shard),
+		userRecords: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "user_records_total", Help: "User records found in KPL-aggregated records."}, shard),
+		trimFallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "checkpoint_fallbacks_total", Help: "Checkpoints that could not be resumed (past the retention period, or invalid): the shard restarted at TRIM_HORIZON."}, shard),
+		shardsGone: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "shards_gone_total", Help: "Shards ended because Kinesis no longer knows them (ResourceNotFoundException: stream or shard deleted)."}, shard),
+		shardFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "shard_failures_total", Help: "Shards this worker could not read, by reason (e.g. an AT_TIMESTAMP checkpoint without kinesis.initial_timestamp)."}, []string{"reason"}),
 	}
 	for _, c := range []prometheus.Collector{m.millisBehind, m.recordsRead, m.bytesRead, m.getRecords, m.throttles,
-		m.errors, m.checkpoints, m.checkpointAge, m.inFlight, m.undecodable, m.expiredIterats} {
+		m.errors, m.checkpoints, m.checkpointAge, m.inFlight, m.undecodable, m.expiredIterats,
+		m.aggregated, m.userRecords, m.trimFallbacks, m.shardsGone, m.shardFailures} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register kinesis metrics: %w", err)
 		}

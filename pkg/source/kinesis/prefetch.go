@@ -18,6 +18,7 @@ type fetched struct {
 
 type shardEnd struct {
 	children []string
+	gone     bool // Kinesis no longer knows the shard (ResourceNotFoundException)
 }
 
 // prefetchQueue bounds what a shard reads ahead while the current batch is handed to the

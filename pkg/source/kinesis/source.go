@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -31,6 +32,7 @@ type Source struct {
 	log   *slog.Logger
 	deps  *readerDeps
 	coord *lease.Coordinator
+	db    lease.DynamoDBAPI
 
 	hardStop     chan struct{}
 	hardStopOnce sync.Once
@@ -57,19 +59,25 @@ func New(cfg Config, awsCfg aws.Config, sub Submitter, reg prometheus.Registerer
 	if err != nil {
 		return nil, err
 	}
-	kc := kinesis.NewFromConfig(awsCfg)
-	st := parseStream(cfg.Stream)
-	s := &Source{cfg: cfg, log: log, hardStop: make(chan struct{})}
-	s.deps = &readerDeps{
-		cfg: cfg, api: kc, stream: st, lister: &shardLister{api: kc, stream: st},
-		sub: sub, m: m, log: log, hardStop: s.hardStop,
-	}
-	s.coord, err = lease.NewCoordinator(dynamodb.NewFromConfig(awsCfg), s.deps.lister, processor{s.deps},
+	s := &Source{cfg: cfg, log: log, hardStop: make(chan struct{}), db: dynamodb.NewFromConfig(awsCfg)}
+	s.deps = newReaderDeps(cfg, kinesis.NewFromConfig(awsCfg), submitterFunc(sub), m, log)
+	s.deps.hardStop = s.hardStop
+	s.coord, err = lease.NewCoordinator(s.db, s.deps.lister, processor{s.deps},
 		s.leaseConfig(), reg, leaseLog)
 	if err != nil {
 		return nil, fmt.Errorf("create lease coordinator: %w", err)
 	}
 	return s, nil
+}
+
+// newReaderDeps wires what the shard readers share; every Kinesis call gets its deadline here.
+func newReaderDeps(cfg Config, api KinesisAPI, submit submitFunc, m *metrics, log *slog.Logger) *readerDeps {
+	kc := timeoutAPI{api: api, timeout: cfg.RequestTimeout}
+	st := parseStream(cfg.Stream)
+	return &readerDeps{
+		cfg: cfg, api: kc, stream: st, lister: &shardLister{api: kc, stream: st},
+		submit: submit, m: m, log: log,
+	}
 }
 
 // leaseConfig leaves RenewInterval to pkg/lease's default, FailoverTime/3 as in the KCL: three
@@ -98,7 +106,49 @@ func (s *Source) Start(ctx context.Context) error {
 	if err := s.coord.Start(ctx); err != nil {
 		return fmt.Errorf("start kinesis source: %w", err)
 	}
+	s.checkTimestampCheckpoints(ctx)
 	return nil
+}
+
+// checkTimestampCheckpoints tells at start what each shard reader would only say once it
+// holds such a lease: leases checkpointed AT_TIMESTAMP (by a worker configured with a
+// timestamp) cannot be read without kinesis.initial_timestamp. Best effort: a failed scan is
+// only logged at debug level, the shard readers still refuse such leases.
+func (s *Source) checkTimestampCheckpoints(ctx context.Context) {
+	if !s.cfg.InitialTimestamp.IsZero() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	var shards []string
+	in := &dynamodb.ScanInput{
+		TableName:                 aws.String(s.cfg.ApplicationName),
+		ProjectionExpression:      aws.String("leaseKey"),
+		FilterExpression:          aws.String("#cp = :ts"),
+		ExpressionAttributeNames:  map[string]string{"#cp": "checkpoint"},
+		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":ts": &ddbtypes.AttributeValueMemberS{Value: lease.AtTimestamp}},
+	}
+	for page := 0; page < 100; page++ {
+		out, err := s.db.Scan(ctx, in)
+		if err != nil {
+			s.log.Debug("look for AT_TIMESTAMP checkpoints in the lease table", "err", err)
+			return
+		}
+		for _, it := range out.Items {
+			if k, ok := it["leaseKey"].(*ddbtypes.AttributeValueMemberS); ok {
+				shards = append(shards, k.Value)
+			}
+		}
+		if len(out.LastEvaluatedKey) == 0 {
+			break
+		}
+		in.ExclusiveStartKey = out.LastEvaluatedKey
+	}
+	if len(shards) > 0 {
+		s.log.Error("leases checkpointed AT_TIMESTAMP by another application version cannot be read without a timestamp: "+
+			"set kinesis.initial_timestamp (env APIGW_CONNECTOR_KINESIS_INITIAL_TIMESTAMP, RFC 3339); until then these shards are not read",
+			"shards", shards, "lease_table", s.cfg.ApplicationName)
+	}
 }
 
 // Shutdown stops fetching on every shard, lets in-flight calls settle within ShutdownGrace (or
