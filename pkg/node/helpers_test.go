@@ -109,16 +109,6 @@ type wireMsg struct {
 	Headers []string // "Name: value" lines, in wire order
 }
 
-func (m wireMsg) header(name string) (string, bool) {
-	for _, h := range m.Headers {
-		k, v, _ := strings.Cut(h, ":")
-		if strings.EqualFold(k, name) {
-			return strings.TrimSpace(v), true
-		}
-	}
-	return "", false
-}
-
 // wireServer is a raw HTTP/1.1 server on loopback that records messages exactly as
 // received and answers each with reply(n, msg), a full raw response (n counts from 0).
 type wireServer struct {

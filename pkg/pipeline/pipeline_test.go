@@ -57,12 +57,6 @@ func (r *recorder) Deliver(ctx context.Context, c *accesslog.APICall) error {
 	return nil
 }
 
-func (r *recorder) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.delivered)
-}
-
 func newPipeline(t *testing.T, fwd pipeline.Forwarder, cfg pipeline.Config) (*pipeline.Pipeline, *prometheus.Registry) {
 	t.Helper()
 	parser, err := accesslog.NewParser(accesslog.DefaultMapping())
