@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 )
 
@@ -46,6 +47,9 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	hType := fs.String("connector-type-header", d.Headers.ConnectorType, "connector type header name")
 	hVersion := fs.String("connector-version-header", d.Headers.ConnectorVersion, "connector version header name")
 	hCode := fs.String("response-code-header", d.Headers.ResponseCode, "response code header name")
+	allowTypes := fs.String("allowed-connector-types", "", "comma-separated connector types to accept (empty: any); others are rejected for connector_info")
+	allowHosts := fs.String("allowed-hosts", "", "comma-separated original hosts to accept (empty: any); others are rejected for host")
+	allowNets := fs.String("allowed-networks", "", "comma-separated CIDRs connectors may connect from (empty: any); others are rejected for remote_address")
 	logFormat := fs.String("log-format", "text", "log format: json or text")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -77,6 +81,7 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	o.FailFor, o.FailStatus, o.Latency = *failFor, *failStatus, *latency
 	o.PendingTTL, o.RequireConnectorHeaders = *pendingTTL, *requireConn
 	o.ResponseMethod, o.PathPrefix = *respMethod, *pathPrefix
+	o.AllowedConnectorTypes, o.AllowedHosts, o.AllowedNetworks = splitList(*allowTypes), splitList(*allowHosts), splitList(*allowNets)
 	o.Headers = Headers{
 		RequestID: *hRequestID, ForwardedHost: *hHost, ForwardedFor: *hFor,
 		ConnectorType: *hType, ConnectorVersion: *hVersion, ResponseCode: *hCode,
@@ -107,4 +112,15 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	log.Info("devnode stopped", "completed", st.Completed, "pending", st.Pending,
 		"duplicates", st.Duplicates, "missing_response", st.MissingResponse, "rejects", st.Rejects)
 	return nil
+}
+
+// splitList splits a comma-separated flag, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }

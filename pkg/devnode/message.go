@@ -4,6 +4,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -54,6 +56,11 @@ func (s *Server) reject(w http.ResponseWriter, r *http.Request, kind int, reason
 		s.counters.duplicates.Add(1)
 	}
 	s.metrics.byReason[reason].Inc()
+	if rej, typ := nodeReason(reason); rej != "" {
+		s.metrics.nodeRejected.WithLabelValues(rej).Inc()
+	} else if typ != "" {
+		s.metrics.nodeErrors.WithLabelValues(typ).Inc()
+	}
 	s.metrics.message(kind, code)
 	s.log.Warn("devnode rejected a message", "reason", reason.String(), "detail", detail,
 		"kind", kindNames[kind], "method", r.Method, "path", r.URL.Path,
@@ -78,6 +85,8 @@ func (s *Server) serveMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	s.metrics.nodeSeen.WithLabelValues(kindNames[kind]).Inc()
+
 	// Identity headers first, in the order the contract lists them.
 	names := [...]string{s.hRequestID, s.hForwardedHost, s.hForwardedFor, s.hConnectorType, s.hConnectorVersion}
 	var vals [len(names)]string
@@ -98,6 +107,10 @@ func (s *Server) serveMessage(w http.ResponseWriter, r *http.Request) {
 		vals[i] = v
 	}
 	id, host, clientIP := vals[0], vals[1], vals[2]
+	if reason, detail := s.admit(r, host, vals[3]); reason != numReasons {
+		s.reject(w, r, kind, reason, detail)
+		return
+	}
 
 	if _, err := netip.ParseAddr(clientIP); err != nil {
 		if _, perr := netip.ParseAddrPort(clientIP); perr == nil {
@@ -228,4 +241,22 @@ func parseStatus(v string) (int, bool) {
 		n = n*10 + int(c-'0')
 	}
 	return n, n >= 100 && n <= 599
+}
+
+// admit applies the node-style admission lists (connector type, original
+// host, connector address); numReasons means admitted.
+func (s *Server) admit(r *http.Request, host, connectorType string) (Reason, string) {
+	if l := s.opts.AllowedConnectorTypes; len(l) > 0 && !slices.Contains(l, connectorType) {
+		return ReasonConnectorInfo, "connector type " + strconv.Quote(connectorType) + " is not allowed"
+	}
+	if l := s.opts.AllowedHosts; len(l) > 0 && !slices.ContainsFunc(l, func(h string) bool { return strings.EqualFold(h, host) }) {
+		return ReasonHost, "host " + strconv.Quote(host) + " is not in allowed_hosts"
+	}
+	if len(s.allowedNets) > 0 {
+		ap, err := netip.ParseAddrPort(r.RemoteAddr)
+		if err != nil || !slices.ContainsFunc(s.allowedNets, func(p netip.Prefix) bool { return p.Contains(ap.Addr().Unmap()) }) {
+			return ReasonRemoteAddress, "connector address " + r.RemoteAddr + " is not in allowed_networks"
+		}
+	}
+	return numReasons, ""
 }

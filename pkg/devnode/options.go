@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/textproto"
 	"strings"
 	"time"
@@ -30,9 +31,9 @@ const (
 	DefaultHealthPath = "/wallarm-external-health"
 )
 
-// Headers are the names of the connector metadata headers the node reads. A real node
-// lets its operator choose them (request_id_header, real_ip_header, ...), so they are
-// settings here too.
+// Headers are the names of the connector metadata headers devnode reads. No public
+// node setting renames them; they are settings here so that devnode can follow
+// whatever shape a user settles on for their node (see apigw-connector capture).
 type Headers struct {
 	RequestID        string `yaml:"request_id"`
 	ForwardedHost    string `yaml:"forwarded_host"`
@@ -70,8 +71,18 @@ type Options struct {
 	// Latency is added to every reply to a message or health check.
 	Latency time.Duration `yaml:"latency"`
 	// RequireConnectorHeaders rejects messages without connector type and version
-	// (a real node does unless allow_unknown_connectors is set).
+	// (a real node counts such rejections as reason connector_info).
 	RequireConnectorHeaders bool `yaml:"require_connector_headers"`
+	// AllowedConnectorTypes, when set, rejects messages whose connector type is
+	// not listed (counted as the node counts it: reason connector_info).
+	AllowedConnectorTypes []string `yaml:"allowed_connector_types"`
+	// AllowedHosts, when set, rejects messages whose original host is not
+	// listed, as a node's connector.allowed_hosts does (reason host).
+	AllowedHosts []string `yaml:"allowed_hosts"`
+	// AllowedNetworks, when set, rejects messages from connector addresses
+	// outside these CIDRs, as a node's connector.allowed_networks does
+	// (reason remote_address).
+	AllowedNetworks []string `yaml:"allowed_networks"`
 	// PendingTTL is how long a request half waits for its response half; after it the
 	// flow is dropped and counted as missing its response.
 	PendingTTL time.Duration `yaml:"pending_ttl"`
@@ -169,6 +180,11 @@ func (o Options) Validate() error {
 	}
 	if o.MaxPending < 0 {
 		errs = append(errs, fmt.Errorf("devnode.max_pending must be positive, got %d: set devnode.max_pending (default %d)", o.MaxPending, DefaultOptions().MaxPending))
+	}
+	for _, n := range o.AllowedNetworks {
+		if _, err := netip.ParsePrefix(n); err != nil {
+			errs = append(errs, fmt.Errorf("devnode.allowed_networks: %q is not a CIDR: list networks like 10.0.0.0/8", n))
+		}
 	}
 	if o.MaxCompleted < 0 {
 		errs = append(errs, fmt.Errorf("devnode.max_completed must be positive, got %d: set devnode.max_completed (default %d)", o.MaxCompleted, DefaultOptions().MaxCompleted))

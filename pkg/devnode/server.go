@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/textproto"
 	"sync"
 	"sync/atomic"
@@ -40,6 +41,7 @@ type Server struct {
 	inv         inventoryView
 	counters    counters
 	ownHostSeen atomic.Pointer[string]
+	allowedNets []netip.Prefix // Options.AllowedNetworks, parsed
 	metrics     *metrics
 
 	handler  http.Handler
@@ -78,6 +80,7 @@ func New(o Options, reg prometheus.Registerer, log *slog.Logger) *Server {
 		pairs:             newPairing(o.PendingTTL, o.MaxPending, o.MaxCompleted),
 		inv:               newInventory(),
 		closing:           make(chan struct{}),
+		allowedNets:       parsePrefixes(o.AllowedNetworks),
 	}
 	s.pairs.onExpire = s.expired
 	s.pairs.onForget = func() { s.counters.forgotten.Add(1) }
@@ -323,6 +326,7 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 	if !s.wait(r) {
 		return
 	}
+	s.metrics.nodeSeen.WithLabelValues("health").Inc()
 	if code := s.failing(s.now()); code != 0 {
 		writeText(w, code, bodyFailing)
 		return
@@ -347,4 +351,15 @@ func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(append(b, '\n'))
+}
+
+// parsePrefixes parses CIDRs Validate has checked.
+func parsePrefixes(cidrs []string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, c := range cidrs {
+		if p, err := netip.ParsePrefix(c); err == nil {
+			out = append(out, p.Masked())
+		}
+	}
+	return out
 }

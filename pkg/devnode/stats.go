@@ -30,6 +30,9 @@ const (
 	ReasonDuplicateResponse
 	ReasonMismatchedResponse
 	ReasonPendingFull // 503: too many request halves waiting; retry later
+	ReasonConnectorInfo
+	ReasonHost
+	ReasonRemoteAddress
 	numReasons
 )
 
@@ -51,6 +54,36 @@ var reasonNames = [numReasons]string{
 	ReasonDuplicateResponse:       "duplicate_response",
 	ReasonMismatchedResponse:      "mismatched_response",
 	ReasonPendingFull:             "pending_full",
+	ReasonConnectorInfo:           "connector_info",
+	ReasonHost:                    "host",
+	ReasonRemoteAddress:           "remote_address",
+}
+
+// The node's connector-server metric names (Wallarm's metric reference), so
+// that tools reading a real node's counters (apigw-connector probe) can be
+// tested against devnode.
+const (
+	nodeMetricSeen     = "wallarm_gonode_http_connector_server_messages_seen_total"
+	nodeMetricRejected = "wallarm_gonode_http_connector_server_messages_rejected_total"
+	nodeMetricErrors   = "wallarm_gonode_http_connector_server_errors_total"
+)
+
+// nodeReason maps devnode's reasons onto the node's rejection reasons and
+// error types where the node has one ("" = none).
+func nodeReason(r Reason) (rejected, errType string) {
+	switch r {
+	case ReasonMissingConnectorType, ReasonMissingConnectorVersion, ReasonConnectorInfo:
+		return "connector_info", ""
+	case ReasonMissingForwardedHost, ReasonHost:
+		return "host", ""
+	case ReasonMissingForwardedFor, ReasonClientIPWithPort, ReasonBadClientIP, ReasonRemoteAddress:
+		return "remote_address", ""
+	case ReasonDuplicateRequestID:
+		return "", "DuplicateReqId"
+	case ReasonResponseWithoutRequest:
+		return "", "FlowIsMissingRequest"
+	}
+	return "", ""
 }
 
 func (r Reason) String() string {
@@ -109,6 +142,10 @@ type metrics struct {
 	// the hot path.
 	byCode   [2][600]atomic.Pointer[prometheus.Counter]
 	byReason [numReasons]prometheus.Counter
+
+	nodeSeen     *prometheus.CounterVec // by type: request, response, health
+	nodeRejected *prometheus.CounterVec // by reason
+	nodeErrors   *prometheus.CounterVec // by type
 }
 
 const metricsNamespace = "apigw_devnode"
@@ -135,11 +172,17 @@ func newMetrics(pending func() float64) (*metrics, []prometheus.Collector) {
 	for r := Reason(0); r < numReasons; r++ {
 		m.byReason[r] = m.rejected.WithLabelValues(r.String())
 	}
+	m.nodeSeen = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nodeMetricSeen,
+		Help: "Node-compatible: messages seen, by type (request, response, health)."}, []string{"type"})
+	m.nodeRejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nodeMetricRejected,
+		Help: "Node-compatible: messages rejected, by reason (connector_info, host, remote_address)."}, []string{"reason"})
+	m.nodeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nodeMetricErrors,
+		Help: "Node-compatible: connector errors, by type (DuplicateReqId, FlowIsMissingRequest)."}, []string{"type"})
 	pendingGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: metricsNamespace, Name: "pending",
 		Help: "Request halves waiting for their response message.",
 	}, pending)
-	return m, []prometheus.Collector{m.messages, m.completed, m.rejected, m.missing, pendingGauge}
+	return m, []prometheus.Collector{m.messages, m.completed, m.rejected, m.missing, pendingGauge, m.nodeSeen, m.nodeRejected, m.nodeErrors}
 }
 
 func (m *metrics) message(kind, code int) {

@@ -171,3 +171,42 @@ func TestReplyTimeout(t *testing.T) {
 		t.Errorf("probe took %s despite a 500 ms bound", d)
 	}
 }
+
+// End to end against devnode configured as a node with admission lists: the
+// probe reads devnode's node-compatible counters and names each cause.
+func TestDevnodeRejections(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		edit func(*devnode.Options)
+		want string
+	}{
+		{"connector_info", func(o *devnode.Options) { o.AllowedConnectorTypes = []string{"layer7"} }, `does not accept connector type "apigw-connector"`},
+		{"host", func(o *devnode.Options) { o.AllowedHosts = []string{"api.example.com"} }, "rejected for host"},
+		{"remote_address", func(o *devnode.Options) { o.AllowedNetworks = []string{"10.0.0.0/8"} }, "rejected for remote_address"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			o := devnode.DefaultOptions()
+			tc.edit(&o)
+			dn := devnode.New(o, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+			srv := httptest.NewServer(dn.Handler())
+			t.Cleanup(srv.Close)
+			r := Run(context.Background(), probeConfig(srv.URL), Options{NodeMetricsURL: srv.URL + "/metrics"}, nil)
+			out := report(t, r)
+			if r.Accepted || !strings.Contains(out, tc.want) || !strings.Contains(out, "FAIL call") {
+				t.Errorf("report lacks %q or accepted:\n%s", tc.want, out)
+			}
+		})
+	}
+	// Accepted by devnode with lists that admit the probe: its counters agree.
+	o := devnode.DefaultOptions()
+	o.AllowedConnectorTypes, o.AllowedHosts, o.AllowedNetworks = []string{"apigw-connector"}, []string{"probe.apigw-connector.invalid"}, []string{"127.0.0.0/8"}
+	dn := devnode.New(o, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	srv := httptest.NewServer(dn.Handler())
+	t.Cleanup(srv.Close)
+	r := Run(context.Background(), probeConfig(srv.URL), Options{NodeMetricsURL: srv.URL + "/metrics"}, nil)
+	if out := report(t, r); !r.Accepted || !strings.Contains(out, "seen +1 request, +1 response; rejected +0; errors +0") {
+		t.Errorf("admitted probe:\n%s", out)
+	}
+}
