@@ -32,6 +32,13 @@ type APICall struct {
 
 	RequestTime time.Time // from requestTimeEpoch (ms) or the CLF requestTime; zero when absent
 
+	// Where the line came from, set by the pipeline from the subscription
+	// envelope (empty for plain lines): the log group's account and name, and
+	// the CloudWatch Logs event timestamp.
+	Account  string
+	LogGroup string
+	LogTime  time.Time
+
 	SourceIP     string // bare IP
 	UserAgent    string
 	Stage        string

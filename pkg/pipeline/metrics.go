@@ -1,6 +1,10 @@
 package pipeline
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type metrics struct {
 	batches         prometheus.Counter
@@ -17,6 +21,9 @@ type metrics struct {
 	duplicate       prometheus.Counter
 	buffered        prometheus.Gauge
 	settleDuration  prometheus.Histogram
+	callAge         prometheus.Histogram
+	accountCalls    *prometheus.CounterVec
+	accounts        accountLabels
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -43,6 +50,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		settleDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: "pipeline", Name: "batch_settle_duration_seconds",
 			Help:    "Time from a batch's submission until every call of it settled.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}),
+		callAge: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: "pipeline", Name: "call_age_seconds",
+			Help:    "Age of a call when the node accepted it: acceptance time minus the access log's request time (else the CloudWatch Logs event timestamp). API Discovery needs near real time input.",
+			Buckets: []float64{1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600}}),
+		accountCalls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "pipeline", Name: "account_calls_total",
+			Help: "Calls parsed, by the AWS account that owns their log group (the subscription envelope's owner; \"none\" without an envelope, \"other\" past 1000 accounts)."}, []string{"account"}),
 	}
 	for r, label := range resultLabel {
 		m.result[r] = m.results.WithLabelValues(label)
@@ -50,10 +62,57 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.filtered = m.results.WithLabelValues("filtered")
 	m.noHost = m.parseErrors.WithLabelValues(ReasonNoHost)
 	m.duplicate = m.results.WithLabelValues("duplicate")
-	for _, c := range []prometheus.Collector{m.batches, m.records, m.events, m.controlMessages, m.decodeErrors, m.calls, m.parseErrors, m.results, m.buffered, m.settleDuration} {
+	for _, c := range []prometheus.Collector{m.batches, m.records, m.events, m.controlMessages, m.decodeErrors, m.calls, m.parseErrors, m.results, m.buffered, m.settleDuration, m.callAge, m.accountCalls} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
 	return m, nil
+}
+
+// maxAccounts bounds the account label: an organisation has at most a few
+// thousand accounts, and a hostile envelope must not grow the series count.
+const maxAccounts = 1000
+
+// accountLabels resolves account counters once per account.
+type accountLabels struct {
+	mu sync.Mutex
+	m  map[string]prometheus.Counter
+}
+
+func (m *metrics) accountCall(owner string) {
+	if owner == "" {
+		owner = "none"
+	}
+	a := &m.accounts
+	a.mu.Lock()
+	c, ok := a.m[owner]
+	if !ok {
+		if a.m == nil {
+			a.m = map[string]prometheus.Counter{}
+		}
+		label := owner
+		if len(a.m) >= maxAccounts || !isAccountID(owner) && owner != "none" {
+			label = "other"
+		}
+		c = m.accountCalls.WithLabelValues(label)
+		if len(a.m) < maxAccounts {
+			a.m[owner] = c
+		}
+	}
+	a.mu.Unlock()
+	c.Inc()
+}
+
+// isAccountID: AWS account ids are 12 digits.
+func isAccountID(s string) bool {
+	if len(s) != 12 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }

@@ -190,6 +190,9 @@ func (p *Pipeline) deliver(j *job) {
 		if j.s.dedup != nil {
 			j.s.dedup.MarkDelivered(j.call.NodeID)
 		}
+		if held == nil || !held.AlreadyHeld() { // a repeat says nothing of freshness
+			p.observeAge(&j.call)
+		}
 		j.s.finish(resultDelivered)
 	case j.ctx.Err() != nil:
 		j.s.finish(resultAbandoned)
@@ -246,7 +249,7 @@ func (p *Pipeline) submitRecord(ctx context.Context, s *Settlement, b Batch, r *
 		return
 	}
 	st, err := p.dec.Decode(r.Data, func(meta *cwlogs.Meta, ev *cwlogs.Event) {
-		p.submitLine(ctx, s, ev.Message, b.Source, r.ID, meta, ev.ID)
+		p.submitLine(ctx, s, ev.Message, b.Source, r.ID, meta, ev)
 	})
 	p.m.controlMessages.Add(float64(st.ControlMessages))
 	if err != nil {
@@ -275,13 +278,17 @@ func (p *Pipeline) submitLines(ctx context.Context, s *Settlement, source string
 		if len(line) == 0 {
 			continue
 		}
-		p.submitLine(ctx, s, line, source, r.ID, nil, "")
+		p.submitLine(ctx, s, line, source, r.ID, nil, nil)
 	}
 }
 
 // submitLine counts one log event, parses it, names its host and node id,
 // and queues its call.
-func (p *Pipeline) submitLine(ctx context.Context, s *Settlement, line []byte, source, recordID string, meta *cwlogs.Meta, eventID string) {
+func (p *Pipeline) submitLine(ctx context.Context, s *Settlement, line []byte, source, recordID string, meta *cwlogs.Meta, ev *cwlogs.Event) {
+	var eventID string
+	if ev != nil {
+		eventID = ev.ID
+	}
 	s.outcome.Events++
 	p.m.events.Inc()
 	call, err := p.parser.Parse(line)
@@ -295,7 +302,7 @@ func (p *Pipeline) submitLine(ctx context.Context, s *Settlement, line []byte, s
 		p.m.parseErrors.WithLabelValues(reason).Inc()
 		attrs := []any{"source", source, "record", recordID, "reason", reason, "err", err}
 		if meta != nil {
-			attrs = append(attrs, "log_group", meta.LogGroup, "log_stream", meta.LogStream, "event", eventID)
+			attrs = append(attrs, "account", meta.Owner, "log_group", meta.LogGroup, "log_stream", meta.LogStream, "event", eventID)
 		}
 		p.log.Warn("skipping log line that is not an API call", attrs...)
 		return
@@ -303,7 +310,12 @@ func (p *Pipeline) submitLine(ctx context.Context, s *Settlement, line []byte, s
 	var logGroup string
 	if meta != nil {
 		logGroup = meta.LogGroup
+		call.Account, call.LogGroup = meta.Owner, meta.LogGroup
 	}
+	if ev != nil && ev.Timestamp > 0 {
+		call.LogTime = time.UnixMilli(ev.Timestamp)
+	}
+	p.m.accountCall(call.Account)
 	if !p.hosts.resolve(&call, logGroup) {
 		s.outcome.ParseErrors++
 		p.m.noHost.Inc() // resolve warned once for the log group
@@ -342,6 +354,18 @@ func (p *Pipeline) submitLine(ctx context.Context, s *Settlement, line []byte, s
 		p.m.buffered.Dec()
 		s.finish(resultAbandoned)
 	}
+}
+
+// observeAge records how old a call was when the node accepted it.
+func (p *Pipeline) observeAge(c *accesslog.APICall) {
+	at := c.RequestTime
+	if at.IsZero() {
+		at = c.LogTime
+	}
+	if at.IsZero() {
+		return
+	}
+	p.m.callAge.Observe(max(time.Since(at).Seconds(), 0))
 }
 
 type result int
