@@ -55,6 +55,7 @@ Usage:
   apigw-connector run          [--config FILE] [--metrics-addr ADDR]   consume Kinesis or Firehose (source.type)
   apigw-connector replay       [--config FILE] [FILE...|-]             forward exported access logs or CloudWatch Logs documents
   apigw-connector devnode      [--listen 127.0.0.1:5050] [--fail-for D] [--latency D]   a local stand-in for the node
+  apigw-connector inventory    [--config FILE] [--format table|json|openapi] [FILE...|-]   the API inventory of exported logs, without a node
   apigw-connector probe        [--config FILE] [--host H] [--node-metrics URL]   check the configured node end to end (exit 0: it accepted a probe call)
   apigw-connector capture      --listen ADDR [--out FILE] [--upstream URL] [--summary FILE]   record any connector's messages (and a real node's replies)
   apigw-connector generate     [flags]                                 realistic API Gateway traffic (stdout, files or a Kinesis stream)
@@ -82,6 +83,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdReplay(ctx, args[1:], stdin, stdout, stderr)
 	case "devnode":
 		err = cmdDevnode(ctx, args[1:], stdout, stderr)
+	case "inventory":
+		err = cmdInventory(ctx, args[1:], stdin, stdout, stderr)
 	case "probe":
 		err = cmdProbe(ctx, args[1:], stdout, stderr)
 	case "capture":
