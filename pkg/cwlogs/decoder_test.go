@@ -127,10 +127,14 @@ func TestDecodeShapes(t *testing.T) {
 			return append(a, b[:len(b)-10]...)
 		}(), msgs: []string{line1}, stats: cwlogs.Stats{Documents: 1, Events: 1}, reason: cwlogs.ReasonGzip, errSub: "member 2"},
 		{name: "garbage after member", data: append(gz(doc("g", line1)), "garbage!"...), msgs: []string{line1},
-			stats: cwlogs.Stats{Documents: 1, Events: 1}, reason: cwlogs.ReasonGzip, errSub: "not a gzip member"},
+			stats: cwlogs.Stats{Documents: 1, Events: 1}, reason: cwlogs.ReasonGzip, errSub: "not gzip data"},
+		{name: "trailing newline after members is not an error", data: append(gz(doc("g", line1)), "\n\n"...), msgs: []string{line1},
+			stats: cwlogs.Stats{Documents: 1, Events: 1}},
 		{name: "unknown message type", data: gz(`{"messageType":"SURPRISE","logEvents":[]}`), reason: cwlogs.ReasonUnknownMessageType, errSub: "SURPRISE"},
 		{name: "plain unknown message type", data: []byte(`{"messageType":"X"}`), reason: cwlogs.ReasonUnknownMessageType},
-		{name: "gzip document without messageType", data: gz(`{"logEvents":[]}`), reason: cwlogs.ReasonJSON, errSub: "no messageType"},
+		{name: "gzip document without messageType", data: gz(`{"logEvents":[]}`), reason: cwlogs.ReasonJSON, errSub: "no CloudWatch Logs subscription document"},
+		{name: "plain object without messageType before a document", data: []byte(`{"logEvents":[]}` + "\n" + doc("g", line1)), msgs: []string{line1},
+			stats: cwlogs.Stats{Documents: 1, Events: 1}, reason: cwlogs.ReasonJSON, errSub: "no messageType"},
 		{name: "gzip of message lines", data: gz(line1 + "\n"), reason: cwlogs.ReasonJSON},
 		{name: "malformed envelope", data: gz(`{"messageType":"DATA_MESSAGE","logEvents":[{"id":"1","message":"x"`), reason: cwlogs.ReasonJSON},
 		{name: "logEvents not an array", data: gz(`{"messageType":"DATA_MESSAGE","owner":"","logGroup":"","logStream":"","subscriptionFilters":[],"logEvents":{}}`), reason: cwlogs.ReasonJSON},
@@ -151,8 +155,12 @@ func TestDecodeShapes(t *testing.T) {
 			if err != nil && !strings.Contains(err.Error(), tc.errSub) {
 				t.Errorf("error %q does not mention %q", err, tc.errSub)
 			}
-			if stats != tc.stats {
-				t.Errorf("stats = %+v, want %+v", stats, tc.stats)
+			want := tc.stats
+			if tc.reason != "" && want.Errors == 0 {
+				want.Errors = 1
+			}
+			if stats != want {
+				t.Errorf("stats = %+v, want %+v", stats, want)
 			}
 			var msgs []string
 			for _, e := range evs {
@@ -248,7 +256,7 @@ func TestDecodeTooLarge(t *testing.T) {
 		reason string
 	}{
 		{"single member bomb", bomb, cwlogs.ReasonTooLarge},
-		{"members adding up past the cap", gz(strings.Repeat(" ", capBytes/2+10), strings.Repeat(" ", capBytes/2+10)), cwlogs.ReasonTooLarge},
+		{"bomb member between two members", gz(doc("g", line1), string(zeros), doc("g", line2)), cwlogs.ReasonTooLarge},
 		{"just under the cap", ok, ""},
 	}
 	for _, tc := range tests {
