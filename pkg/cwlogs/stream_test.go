@@ -1,0 +1,98 @@
+package cwlogs_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"testing/iotest"
+
+	"github.com/wallarm/apigw-connector/pkg/cwlogs"
+)
+
+// TestStreamResyncProperty: the streaming readers keep the resync contract
+// on the generated records: every valid document's events exactly once.
+func TestStreamResyncProperty(t *testing.T) {
+	t.Parallel()
+	d := cwlogs.NewDecoder(cwlogs.Options{})
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range 1500 {
+		choices := make([]byte, 1+rng.IntN(12))
+		for j := range choices {
+			choices[j] = byte(rng.UintN(256))
+		}
+		rc := buildResync(choices, uint64(i))
+		if rc.docs == 0 {
+			continue // nothing to hold a stream of no document to
+		}
+		seen := map[string]int{}
+		var errs []*cwlogs.DecodeError
+		bad := func(e *cwlogs.DecodeError) { errs = append(errs, e) }
+		var r io.Reader = iotest.HalfReader(bytes.NewReader(rc.data))
+		var m *cwlogs.Members
+		if bytes.Contains(rc.data, []byte{0x1f, 0x8b, 0x08}) {
+			m = cwlogs.NewMembers(r, bad)
+			r = m
+		}
+		v := cwlogs.NewValues(r, m, 1<<20, bad)
+		docs := 0
+		for {
+			val, err := v.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("Next: %v", err)
+			}
+			if !cwlogs.IsDocument(val) {
+				errs = append(errs, &cwlogs.DecodeError{Reason: cwlogs.ReasonJSON, Err: errors.New("not a document"), Offset: v.Offset()})
+				continue
+			}
+			st := d.DecodeEach(val, func(_ *cwlogs.Meta, ev *cwlogs.Event) { seen[string(ev.Message)]++ }, bad)
+			docs += st.Documents
+		}
+		where := strings.Join(rc.desc, ",")
+		for msg := range rc.valid {
+			if seen[msg] != 1 {
+				t.Fatalf("[%s] valid event %q seen %d times; errors %v", where, msg, seen[msg], errs)
+			}
+		}
+		for msg, n := range seen {
+			if n != 1 || (!rc.valid[msg] && !strings.Contains(msg, `"bad-`) && !strings.HasPrefix(msg, "CWL CONTROL")) {
+				t.Fatalf("[%s] event %q seen %d times", where, msg, n)
+			}
+		}
+		if docs != rc.docs {
+			t.Fatalf("[%s] %d documents, want %d; errors %v", where, docs, rc.docs, errs)
+		}
+		if rc.bad > 0 && len(errs) == 0 {
+			t.Fatalf("[%s] %d bad items, no error reported", where, rc.bad)
+		}
+		for _, e := range errs {
+			if e.Offset < 0 || e.Reason == "" {
+				t.Fatalf("[%s] error without position: %+v", where, e)
+			}
+		}
+	}
+}
+
+func TestValuesCapsEachDocument(t *testing.T) {
+	t.Parallel()
+	big := `{"messageType":"DATA_MESSAGE","logEvents":[{"message":"` + strings.Repeat("x", 5000) + `"}]}`
+	small := `{"messageType":"CONTROL_MESSAGE"}`
+	var errs []*cwlogs.DecodeError
+	v := cwlogs.NewValues(strings.NewReader(small+"\n"+big+"\n"+small+"\n"), nil, 2048, func(e *cwlogs.DecodeError) { errs = append(errs, e) })
+	n := 0
+	for {
+		_, err := v.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		n++
+	}
+	if n != 2 || len(errs) != 1 || errs[0].Reason != cwlogs.ReasonTooLarge || errs[0].Offset != int64(len(small)+1) {
+		t.Fatalf("%d values, errors %+v; want 2 and one too_large at %d", n, errs, len(small)+1)
+	}
+}
