@@ -394,7 +394,7 @@ func (v *Values) Next() ([]byte, error) {
 				continue
 			}
 			at := v.start
-			v.report(decodeErr(ReasonJSON, "malformed document: %w", err), at)
+			v.report(decodeErr(ReasonJSON, "%w", err), at)
 			v.resync(v.start + 1)
 			break
 		}
