@@ -49,7 +49,6 @@ type state struct {
 	br   bytes.Reader
 	meta Meta
 	ev   Event
-	bad  func(*DecodeError)
 	// Last meta strings seen: consecutive documents usually repeat them, so
 	// they are reused instead of allocated again.
 	lastOwner, lastGroup, lastStream string
@@ -73,7 +72,6 @@ func (d *Decoder) putState(st *state) {
 	st.br.Reset(nil)
 	st.meta = Meta{}
 	st.ev = Event{}
-	st.bad = nil
 	d.stPool.Put(st)
 }
 
@@ -107,25 +105,24 @@ func (d *Decoder) DecodeEach(data []byte, fn func(meta *Meta, ev *Event), bad fu
 	var stats Stats
 	st := d.getState()
 	defer d.putState(st)
-	st.bad = bad
 	// Gzip data may start with damage: text never holds the gzip header
 	// (0x8b is not a UTF-8 lead byte), so its presence means gzip.
 	if IsGzip(data) || nextGzipHeader(data, 0) >= 0 {
-		d.decodeGzip(st, data, fn, &stats)
+		d.decodeGzip(st, data, fn, bad, &stats)
 		return stats
 	}
 	i := jsonscan.SkipSpace(data, jsonscan.SkipBOM(data, 0))
 	if i == len(data) {
-		st.report(&stats, decodeErr(ReasonEmpty, "record is empty"), 0, -1, -1)
+		st.report(&stats, bad, decodeErr(ReasonEmpty, "record is empty"), 0, -1, -1)
 		return stats
 	}
 	if isDocuments(data, i) {
-		st.decodeDocs(data[i:], fn, &stats, 0, i)
+		st.decodeDocs(data[i:], fn, bad, &stats, 0, i)
 		return stats
 	}
 	st.decodeLines(data[i:], fn, &stats)
 	if stats.Events == 0 {
-		st.report(&stats, decodeErr(ReasonEmpty, "record holds only blank lines"), 0, -1, -1)
+		st.report(&stats, bad, decodeErr(ReasonEmpty, "record holds only blank lines"), 0, -1, -1)
 	}
 	return stats
 }
@@ -163,11 +160,13 @@ func nextDocStart(b []byte, from int) int {
 }
 
 // report counts e, fills in its position and hands it to the bad callback.
-func (st *state) report(stats *Stats, e *DecodeError, member int, offset, docOffset int) {
+// bad is passed down, not kept in st, so that it does not escape: a caller's
+// closure then costs no allocation.
+func (st *state) report(stats *Stats, bad func(*DecodeError), e *DecodeError, member int, offset, docOffset int) {
 	e.Member, e.Offset, e.DocOffset = member, int64(offset), int64(docOffset)
 	stats.Errors++
-	if st.bad != nil {
-		st.bad(e)
+	if bad != nil {
+		bad(e)
 	}
 }
 
@@ -195,7 +194,7 @@ func allSpace(b []byte) bool {
 	return true
 }
 
-func (d *Decoder) decodeGzip(st *state, data []byte, fn func(*Meta, *Event), stats *Stats) {
+func (d *Decoder) decodeGzip(st *state, data []byte, fn func(*Meta, *Event), bad func(*DecodeError), stats *Stats) {
 	zr, _ := d.gzPool.Get().(*gzip.Reader)
 	if zr == nil {
 		zr = new(gzip.Reader)
@@ -228,7 +227,7 @@ func (d *Decoder) decodeGzip(st *state, data []byte, fn func(*Meta, *Event), sta
 			if member == 0 {
 				e = decodeErr(ReasonGzip, "%d bytes before the first gzip member are not gzip data", span)
 			}
-			st.report(stats, e, member+1, pos, -1)
+			st.report(stats, bad, e, member+1, pos, -1)
 			if next < 0 {
 				break
 			}
@@ -254,7 +253,7 @@ func (d *Decoder) decodeGzip(st *state, data []byte, fn func(*Meta, *Event), sta
 			default:
 				e = decodeErr(ReasonGzip, "gzip member %d: %w", member, err)
 			}
-			st.report(stats, e, member, pos, -1)
+			st.report(stats, bad, e, member, pos, -1)
 			// The member's end is unknown (a truncated member reads on into
 			// the next one): resume at the next header after its start. A
 			// false header inside the bad member fails on its own.
@@ -266,11 +265,11 @@ func (d *Decoder) decodeGzip(st *state, data []byte, fn func(*Meta, *Event), sta
 			continue
 		}
 		consumed := len(data) - pos - st.br.Len()
-		st.decodeDocs(buf, fn, stats, member, pos)
+		st.decodeDocs(buf, fn, bad, stats, member, pos)
 		pos += consumed
 	}
 	if stats.Documents == 0 && stats.Errors == 0 {
-		st.report(stats, decodeErr(ReasonEmpty, "gzip data holds no document"), 0, -1, -1)
+		st.report(stats, bad, decodeErr(ReasonEmpty, "gzip data holds no document"), 0, -1, -1)
 	}
 }
 
@@ -369,7 +368,7 @@ func trimSpace(b []byte) []byte {
 // decodeDocs decodes the envelope documents of b, back to back. member and
 // base locate b: its gzip member (0 for plain data) and the offset in the
 // record of the member (or of b itself for plain data).
-func (st *state) decodeDocs(b []byte, fn func(*Meta, *Event), stats *Stats, member, base int) {
+func (st *state) decodeDocs(b []byte, fn func(*Meta, *Event), bad func(*DecodeError), stats *Stats, member, base int) {
 	at := func(i int) (int, int) { // record offset, decompressed offset
 		if member > 0 {
 			return base, i
@@ -381,7 +380,7 @@ func (st *state) decodeDocs(b []byte, fn func(*Meta, *Event), stats *Stats, memb
 		if i < len(b) && !isDocuments(b, i) {
 			// One error for the member, not one per line of it.
 			off, doff := at(i)
-			st.report(stats, decodeErr(ReasonJSON, "gzip member %d holds no CloudWatch Logs subscription document", member), member, off, doff)
+			st.report(stats, bad, decodeErr(ReasonJSON, "gzip member %d holds no CloudWatch Logs subscription document", member), member, off, doff)
 			return
 		}
 	}
@@ -398,7 +397,7 @@ func (st *state) decodeDocs(b []byte, fn func(*Meta, *Event), stats *Stats, memb
 				span = next - i
 			}
 			off, doff := at(i)
-			st.report(stats, decodeErr(ReasonJSON, "document %d: expected '{', found %q (%d bytes skipped)", stats.Documents+stats.Errors+1, b[i], span), member, off, doff)
+			st.report(stats, bad, decodeErr(ReasonJSON, "document %d: expected '{', found %q (%d bytes skipped)", stats.Documents+stats.Errors+1, b[i], span), member, off, doff)
 			if next < 0 {
 				return
 			}
@@ -416,7 +415,7 @@ func (st *state) decodeDocs(b []byte, fn func(*Meta, *Event), stats *Stats, memb
 			de = &DecodeError{Reason: ReasonJSON, Err: fmt.Errorf("document %d: %w", n, err)}
 		}
 		off, doff := at(i)
-		st.report(stats, de, member, off, doff)
+		st.report(stats, bad, de, member, off, doff)
 		if de.Reason == ReasonUnknownMessageType || errors.Is(de, errNoMessageType) {
 			// The object was read whole: go on right after it.
 			i = end
