@@ -151,7 +151,6 @@ type Members struct {
 	member   int   // members started so far
 	start    int64 // input offset of the current member
 	bad      func(*DecodeError)
-	broken   bool // ErrBreak pending
 }
 
 // NewMembers returns a reader of the gzip members of r. bad may be nil.
@@ -170,10 +169,6 @@ func (m *Members) report(e *DecodeError, member int, off int64) {
 }
 
 func (m *Members) Read(p []byte) (int, error) {
-	if m.broken {
-		m.broken = false
-		return 0, ErrBreak
-	}
 	for {
 		if m.inMember {
 			n, err := m.zr.Read(p)
