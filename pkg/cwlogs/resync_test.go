@@ -221,7 +221,7 @@ func TestResyncProperty(t *testing.T) {
 	t.Parallel()
 	d := cwlogs.NewDecoder(cwlogs.Options{})
 	rng := rand.New(rand.NewPCG(1, 2))
-	for i := range 3000 {
+	for i := range 1500 {
 		choices := make([]byte, 1+rng.IntN(12))
 		for j := range choices {
 			choices[j] = byte(rng.UintN(256))

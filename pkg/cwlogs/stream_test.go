@@ -18,7 +18,7 @@ func TestStreamResyncProperty(t *testing.T) {
 	t.Parallel()
 	d := cwlogs.NewDecoder(cwlogs.Options{})
 	rng := rand.New(rand.NewPCG(3, 4))
-	for i := range 1500 {
+	for i := range 600 {
 		choices := make([]byte, 1+rng.IntN(12))
 		for j := range choices {
 			choices[j] = byte(rng.UintN(256))
