@@ -535,12 +535,9 @@ func scanObject(b []byte) (int, error) {
 				}
 				i = end
 			case c == '-' || (c >= '0' && c <= '9'):
-				end := i + 1
-				for end < len(b) && numByte[b[end]] {
-					end++
-				}
-				if end == len(b) {
-					return end, errIncomplete
+				end, err := scanNumber(b, i)
+				if err != nil {
+					return end, err
 				}
 				i = end
 			default:
@@ -578,12 +575,59 @@ func scanObject(b []byte) (int, error) {
 // ErrSyntaxJSON is wrapped by strict-scan errors.
 var ErrSyntaxJSON = errors.New("invalid JSON")
 
-var numByte = func() (t [256]bool) {
-	for _, c := range []byte("0123456789+-.eE") {
-		t[c] = true
+// scanNumber checks the JSON number at b[i]:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func scanNumber(b []byte, i int) (int, error) {
+	digits := func(j int) (int, bool) {
+		k := j
+		for k < len(b) && b[k] >= '0' && b[k] <= '9' {
+			k++
+		}
+		return k, k > j
 	}
-	return t
-}()
+	bad := func(j int) (int, error) { return j, fmt.Errorf("offset %d: bad number: %w", j, ErrSyntaxJSON) }
+	j := i
+	if b[j] == '-' {
+		j++
+	}
+	if j >= len(b) {
+		return j, errIncomplete
+	}
+	switch {
+	case b[j] == '0':
+		j++
+	case b[j] >= '1' && b[j] <= '9':
+		j, _ = digits(j)
+	default:
+		return bad(j)
+	}
+	if j < len(b) && b[j] == '.' {
+		var ok bool
+		if j, ok = digits(j + 1); !ok {
+			if j >= len(b) {
+				return j, errIncomplete
+			}
+			return bad(j)
+		}
+	}
+	if j < len(b) && (b[j] == 'e' || b[j] == 'E') {
+		j++
+		if j < len(b) && (b[j] == '+' || b[j] == '-') {
+			j++
+		}
+		var ok bool
+		if j, ok = digits(j); !ok {
+			if j >= len(b) {
+				return j, errIncomplete
+			}
+			return bad(j)
+		}
+	}
+	if j >= len(b) {
+		return j, errIncomplete // more digits may follow
+	}
+	return j, nil
+}
 
 func skipBlank(b []byte, i int) int {
 	for i < len(b) && isBlank(b[i]) {

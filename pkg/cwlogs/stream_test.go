@@ -2,6 +2,7 @@ package cwlogs_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -10,6 +11,7 @@ import (
 	"testing/iotest"
 
 	"github.com/wallarm/apigw-connector/pkg/cwlogs"
+	"github.com/wallarm/apigw-connector/pkg/traffic"
 )
 
 // TestStreamResyncProperty: the streaming readers keep the resync contract
@@ -95,4 +97,44 @@ func TestValuesCapsEachDocument(t *testing.T) {
 	if n != 2 || len(errs) != 1 || errs[0].Reason != cwlogs.ReasonTooLarge || errs[0].Offset != int64(len(small)+1) {
 		t.Fatalf("%d values, errors %+v; want 2 and one too_large at %d", n, errs, len(small)+1)
 	}
+}
+
+// FuzzValues: on any input the stream readers end, every value they return
+// is one JSON object encoding/json accepts, and every skipped stretch is
+// reported with a known reason.
+func FuzzValues(f *testing.F) {
+	f.Add([]byte(`{"a":1}{"b":[1,2,{"c":"\u00e9"}]}` + "\n" + `{"messageType":"x"}`))
+	f.Add([]byte(`{"a":"cut` + "\n" + `{"b":2} junk {"c":true}`))
+	f.Add(append(traffic.Gzip([]byte(`{"a":1}`)), traffic.Gzip([]byte(`{"b":2}`))[:15]...))
+	f.Add([]byte("\xef\xbb\xbf {\"a\":null}  [1] {\"b\":-1.5e3}"))
+	reasons := map[string]bool{cwlogs.ReasonGzip: true, cwlogs.ReasonTooLarge: true, cwlogs.ReasonJSON: true}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		bad := func(e *cwlogs.DecodeError) {
+			if !reasons[e.Reason] || e.Err == nil {
+				t.Fatalf("bad report %+v", e)
+			}
+		}
+		var r io.Reader = iotest.HalfReader(bytes.NewReader(data))
+		var m *cwlogs.Members
+		if cwlogs.IsGzip(data) {
+			m = cwlogs.NewMembers(r, bad)
+			r = m
+		}
+		v := cwlogs.NewValues(r, m, 4096, bad)
+		for range len(data) + 2 {
+			val, err := v.Next()
+			if err == io.EOF {
+				return
+			}
+			if err != nil {
+				t.Fatalf("Next: %v", err)
+			}
+			if !json.Valid(val) || val[0] != '{' || len(val) > 4096 {
+				t.Fatalf("returned %q: not one JSON object within the cap", val)
+			}
+		}
+		if !cwlogs.IsGzip(data) {
+			t.Fatal("more values than input bytes")
+		}
+	})
 }
