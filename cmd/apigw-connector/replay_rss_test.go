@@ -80,7 +80,7 @@ func TestReplayOfALargeExportStreams(t *testing.T) {
 		t.Fatalf("export decompresses to %d bytes: not larger than the 64 MiB cap, the test would prove nothing", decomp)
 	}
 
-	dn, url := startDevnode(t, devnode.DefaultOptions(), nil) // remembers up to 1<<20 calls: duplicates are seen
+	dn, url := startDevnode(t, devnode.DefaultOptions(), nil)          // remembers up to 1<<20 calls: duplicates are seen
 	cfg := writeConfig(t, url, os.Getenv("APIGW_REPLAY_EXTRA_CONFIG")) // e.g. a raised decode cap for an older build
 	if err := os.WriteFile(cfg, []byte(strings.Replace(mustRead(t, cfg), "concurrency: 16", "concurrency: 64", 1)), 0o600); err != nil {
 		t.Fatal(err)

@@ -735,10 +735,16 @@ func (st *state) event(b []byte, i int) (int, error) {
 		return i, expected(b, i, "'{'")
 	}
 	st.ev = Event{}
+	start := i
 	i = jsonscan.SkipSpace(b, i+1)
-	first := true
+	first, hasMsg := true, false
 	for {
 		if i < len(b) && b[i] == '}' {
+			if !hasMsg {
+				// CloudWatch Logs always writes one: this object is not an
+				// event (e.g. what a truncated document ran into).
+				return start, fmt.Errorf("offset %d: event has no message: %w", start, jsonscan.ErrSyntax)
+			}
 			return i + 1, nil
 		}
 		if !first {
@@ -759,6 +765,7 @@ func (st *state) event(b []byte, i int) (int, error) {
 			// run into because the current one was cut short.
 			return i, fmt.Errorf("offset %d: event has a %q key: the document is truncated: %w", i, key, jsonscan.ErrSyntax)
 		case "message":
+			hasMsg = true
 			if i < len(b) && b[i] == '"' {
 				// Unescape in the same pass as the scan; the common
 				// access-log message is escaped JSON.
