@@ -104,7 +104,9 @@ type DecodeError struct {
 	// member, or of the bad document when the data is not gzip; -1 if unknown.
 	Offset int64
 	// DocOffset is the offset of the bad document in its decompressed gzip
-	// member; -1 when the error is about the member itself or not in gzip data.
+	// member (for a streamed file: in the whole decompressed stream, the
+	// member being the one read when the damage showed); -1 when the error is
+	// about the member itself or not in gzip data.
 	DocOffset int64
 }
 
