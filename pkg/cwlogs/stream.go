@@ -3,9 +3,11 @@ package cwlogs
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 )
 
 // Streams: files and stdin are read one gzip member and one JSON value at a
@@ -289,9 +291,8 @@ func (v *Values) report(e *DecodeError, at int) {
 	}
 }
 
-// read appends more input; false at the end of the stream. A damaged gzip
-// stretch drops the incomplete value being read (from v.start on): it was
-// reported by the Members reader.
+// read appends more input; false at the end of the stream. broke: a damaged
+// gzip stretch was skipped there (and reported by the Members reader).
 func (v *Values) read() (more, broke bool) {
 	if v.eof {
 		return false, false
@@ -311,8 +312,15 @@ func (v *Values) read() (more, broke bool) {
 	v.end += n
 	switch {
 	case errors.Is(err, ErrBreak):
-		v.base += int64(v.end)
-		v.start, v.end = 0, 0
+		// What follows comes from the next good member: start it on a line
+		// of its own, so resync can find a document at its start.
+		if v.end == len(v.buf) {
+			nb := make([]byte, len(v.buf)+1)
+			copy(nb, v.buf)
+			v.buf = nb
+		}
+		v.buf[v.end] = '\n'
+		v.end++
 		v.quiet = false // the damage was reported by the Members reader
 		return true, true
 	case err == io.EOF:
@@ -321,6 +329,24 @@ func (v *Values) read() (more, broke bool) {
 		v.eof, v.err = true, err
 	}
 	return n > 0 || !v.eof, false
+}
+
+// readDouble reads until the unread data has doubled (or the input ends),
+// so rescanning an incomplete value from its start stays linear overall.
+func (v *Values) readDouble() (more, broke bool) {
+	want := 2*(v.end-v.start) + 4096
+	got := false
+	for v.end-v.start < want {
+		more, broke := v.read()
+		if broke {
+			return true, true
+		}
+		if !more {
+			return got, false
+		}
+		got = true
+	}
+	return true, false
 }
 
 // Next returns the next object, valid until the next call, or io.EOF at the
@@ -375,9 +401,14 @@ func (v *Values) Next() ([]byte, error) {
 					v.resync(v.start + 1)
 					break
 				}
-				more, broke := v.read()
+				more, broke := v.readDouble()
 				if broke {
-					break // the partial value went with the damaged member
+					// The value is cut by the damaged member (reported
+					// there): look for the next document from its start on.
+					v.quiet = true
+					v.resync(v.start + 1)
+					v.quiet = false
+					break
 				}
 				if !more {
 					at := v.start
@@ -434,10 +465,7 @@ func (v *Values) resync(from int) {
 			}
 		}
 		v.start = j
-		more, broke := v.read()
-		if broke {
-			return
-		}
+		more, _ := v.read()
 		if !more {
 			v.start = v.end
 			return
@@ -684,7 +712,18 @@ func scanWord(b []byte, i int) (int, error) {
 func scanString(b []byte, i int) (int, error) {
 	j := i + 1
 	for {
-		// Fast skip of plain bytes.
+		// Fast skip of plain bytes, eight at a time: the lowest flagged
+		// byte of a word is a real quote, backslash or control byte.
+		for j+8 <= len(b) {
+			x := binary.LittleEndian.Uint64(b[j:])
+			q, bs := x^(lsb*'"'), x^(lsb*'\\')
+			m := ((q-lsb)&^q | (bs-lsb)&^bs | (x-lsb*0x20)&^x) & msb
+			if m != 0 {
+				j += bits.TrailingZeros64(m) >> 3
+				break
+			}
+			j += 8
+		}
 		for j < len(b) && !strSpecial[b[j]] {
 			j++
 		}
@@ -719,6 +758,11 @@ func scanString(b []byte, i int) (int, error) {
 		}
 	}
 }
+
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
 
 var strSpecial = func() (t [256]bool) {
 	for c := 0; c < 0x20; c++ {

@@ -25,57 +25,77 @@ func TestStreamResyncProperty(t *testing.T) {
 		for j := range choices {
 			choices[j] = byte(rng.UintN(256))
 		}
-		rc := buildResync(choices, uint64(i))
-		if rc.docs == 0 {
-			continue // nothing to hold a stream of no document to
+		checkStream(t, d, buildResync(choices, uint64(i)))
+	}
+}
+
+// FuzzStreamResync drives the generator through the streaming readers.
+func FuzzStreamResync(f *testing.F) {
+	f.Add([]byte{shapeMembers, kindValid, kindTruncated, kindCorruptGzip, kindControl, kindGarbage}, uint64(1))
+	f.Add([]byte{shapeGzipOfPlain, kindValid, kindTruncated, kindValid, kindNotEnvelope, kindValid}, uint64(2))
+	f.Add([]byte{shapePlain, kindTruncated, kindValid, kindBadEscape, kindValid}, uint64(3))
+	d := cwlogs.NewDecoder(cwlogs.Options{})
+	f.Fuzz(func(t *testing.T, choices []byte, seed uint64) {
+		if len(choices) > 64 {
+			choices = choices[:64]
 		}
-		seen := map[string]int{}
-		var errs []*cwlogs.DecodeError
-		bad := func(e *cwlogs.DecodeError) { errs = append(errs, e) }
-		var r io.Reader = iotest.HalfReader(bytes.NewReader(rc.data))
-		var m *cwlogs.Members
-		if bytes.Contains(rc.data, []byte{0x1f, 0x8b, 0x08}) {
-			m = cwlogs.NewMembers(r, bad)
-			r = m
+		checkStream(t, d, buildResync(choices, seed))
+	})
+}
+
+// checkStream reads rc.data as replay does (Members when gzip, Values, the
+// Decoder per document) and checks the resync contract.
+func checkStream(t *testing.T, d *cwlogs.Decoder, rc resyncCase) {
+	t.Helper()
+	if rc.docs == 0 {
+		return // nothing to hold a stream of no document to
+	}
+	seen := map[string]int{}
+	var errs []*cwlogs.DecodeError
+	bad := func(e *cwlogs.DecodeError) { errs = append(errs, e) }
+	var r io.Reader = iotest.HalfReader(bytes.NewReader(rc.data))
+	var m *cwlogs.Members
+	if bytes.Contains(rc.data, []byte{0x1f, 0x8b, 0x08}) {
+		m = cwlogs.NewMembers(r, bad)
+		r = m
+	}
+	v := cwlogs.NewValues(r, m, 1<<20, bad)
+	docs := 0
+	for {
+		val, err := v.Next()
+		if err == io.EOF {
+			break
 		}
-		v := cwlogs.NewValues(r, m, 1<<20, bad)
-		docs := 0
-		for {
-			val, err := v.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatalf("Next: %v", err)
-			}
-			if !cwlogs.IsDocument(val) {
-				errs = append(errs, &cwlogs.DecodeError{Reason: cwlogs.ReasonJSON, Err: errors.New("not a document"), Offset: v.Offset()})
-				continue
-			}
-			st := d.DecodeEach(val, func(_ *cwlogs.Meta, ev *cwlogs.Event) { seen[string(ev.Message)]++ }, bad)
-			docs += st.Documents
+		if err != nil {
+			t.Fatalf("Next: %v", err)
 		}
-		where := strings.Join(rc.desc, ",")
-		for msg := range rc.valid {
-			if seen[msg] != 1 {
-				t.Fatalf("[%s] valid event %q seen %d times; errors %v", where, msg, seen[msg], errs)
-			}
+		if !cwlogs.IsDocument(val) {
+			errs = append(errs, &cwlogs.DecodeError{Reason: cwlogs.ReasonJSON, Err: errors.New("not a document"), Offset: v.Offset()})
+			continue
 		}
-		for msg, n := range seen {
-			if n != 1 || (!rc.valid[msg] && !strings.Contains(msg, `"bad-`) && !strings.HasPrefix(msg, "CWL CONTROL")) {
-				t.Fatalf("[%s] event %q seen %d times", where, msg, n)
-			}
+		st := d.DecodeEach(val, func(_ *cwlogs.Meta, ev *cwlogs.Event) { seen[string(ev.Message)]++ }, bad)
+		docs += st.Documents
+	}
+	where := strings.Join(rc.desc, ",")
+	for msg := range rc.valid {
+		if seen[msg] != 1 {
+			t.Fatalf("[%s] valid event %q seen %d times; errors %v", where, msg, seen[msg], errs)
 		}
-		if docs != rc.docs {
-			t.Fatalf("[%s] %d documents, want %d; errors %v", where, docs, rc.docs, errs)
+	}
+	for msg, n := range seen {
+		if n != 1 || (!rc.valid[msg] && !strings.Contains(msg, `"bad-`) && !strings.HasPrefix(msg, "CWL CONTROL")) {
+			t.Fatalf("[%s] event %q seen %d times", where, msg, n)
 		}
-		if rc.bad > 0 && len(errs) == 0 {
-			t.Fatalf("[%s] %d bad items, no error reported", where, rc.bad)
-		}
-		for _, e := range errs {
-			if e.Offset < 0 || e.Reason == "" {
-				t.Fatalf("[%s] error without position: %+v", where, e)
-			}
+	}
+	if docs != rc.docs {
+		t.Fatalf("[%s] %d documents, want %d; errors %v", where, docs, rc.docs, errs)
+	}
+	if rc.bad > 0 && len(errs) == 0 {
+		t.Fatalf("[%s] %d bad items, no error reported", where, rc.bad)
+	}
+	for _, e := range errs {
+		if e.Offset < 0 || e.Reason == "" {
+			t.Fatalf("[%s] error without position: %+v", where, e)
 		}
 	}
 }

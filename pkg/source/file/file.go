@@ -120,10 +120,12 @@ func Read(ctx context.Context, name string, r io.Reader, o Options, emit func(pi
 	st := Stats{ErrorsByReason: map[string]int{}}
 	rd := &reader{ctx: ctx, name: name, o: o, emit: emit, st: &st}
 	br := bufio.NewReaderSize(r, 64<<10)
-	head, _ := br.Peek(2)
+	head, _ := br.Peek(32 << 10)
 	var src io.Reader = br
 	var members *cwlogs.Members
-	if cwlogs.IsGzip(head) {
+	// Gzip, possibly after damage: text never holds the gzip header (0x8b is
+	// not a UTF-8 lead byte).
+	if cwlogs.IsGzip(head) || bytes.Contains(head, []byte{0x1f, 0x8b, 0x08}) {
 		members = cwlogs.NewMembers(br, rd.bad)
 		src = members
 	}

@@ -159,3 +159,15 @@ func TestReadResyncsInsideAFile(t *testing.T) {
 		})
 	}
 }
+
+// A gzip file whose first bytes are damaged is still read as gzip.
+func TestReadGzipAfterLeadingDamage(t *testing.T) {
+	t.Parallel()
+	g := traffic.New(traffic.Options{Seed: 8})
+	evs, calls := g.Events(nil, 5)
+	in := append([]byte("\x00\x00junk"), traffic.GzipEnvelope("g", "s", evs)...)
+	ids, st := requestIDs(t, in, DefaultOptions())
+	if len(ids) != len(calls) || st.ErrorsByReason[cwlogs.ReasonGzip] != 1 {
+		t.Fatalf("ids %q, stats %+v: want %d calls and one gzip error", ids, st, len(calls))
+	}
+}
