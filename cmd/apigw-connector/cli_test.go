@@ -62,16 +62,19 @@ func TestReplayChecksEveryInputBeforeSending(t *testing.T) {
 	}
 }
 
-// An input with lines but no API call in it (CLF, the wrong log group) fails.
+// An input of no shape replay reads (here CLF access-log lines) fails with
+// one message naming what it looks like and what replay reads, not one
+// "not_json" per line.
 func TestReplayOfNoAPICallFails(t *testing.T) {
 	t.Parallel()
 	_, url := startDevnode(t, devnode.DefaultOptions(), nil)
 	clf := filepath.Join(t.TempDir(), "clf.log")
-	if err := os.WriteFile(clf, []byte("127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] \"GET /a HTTP/1.0\" 200 2326\n"), 0o600); err != nil {
+	if err := os.WriteFile(clf, []byte(strings.Repeat("127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] \"GET /a HTTP/1.0\" 200 2326\n", 20)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	code, out, errs := runCmd(t, "replay", "--config", writeConfig(t, url, ""), clf)
-	if code != 1 || !strings.Contains(out, "not_json=1") || !strings.Contains(errs, "no API call") {
+	if code != 1 || strings.Contains(out, "not_json") || !strings.Contains(errs, "looks like CLF") || !strings.Contains(errs, "replay reads") ||
+		strings.Count(errs, "CLF") != 1 {
 		t.Fatalf("exit %d:\n%s%s", code, out, errs)
 	}
 	empty := filepath.Join(t.TempDir(), "empty.log")

@@ -25,7 +25,13 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	cf.register(fs)
 	grace := fs.Duration("grace", 10*time.Second, "on SIGTERM/SIGINT, how long in-flight calls may still settle")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: apigw-connector replay [flags] [FILE...|-]\n\nForwards access-log lines (JSON per line, gzip or plain, optional export timestamp)\nor CloudWatch Logs subscription documents (gzip or JSON), or Lambda CloudWatch Logs events\nand on-failure destination records ({\"awslogs\":...}, {\"requestPayload\":{\"awslogs\":...}}, one per line)\nto the node. No FILE or - reads stdin.")
+		fmt.Fprintln(stderr, "usage: apigw-connector replay [flags] [FILE...|-]\n\nForwards the calls in each input to the node. Inputs are detected by content (gzip or plain):\n"+
+			"access-log lines (JSON per line, optionally prefixed by an export timestamp or `aws logs tail`'s\n"+
+			"timestamp and log stream), CloudWatch Logs subscription documents (concatenated, e.g. exports and\n"+
+			"Firehose-to-S3 objects), Lambda events ({\"awslogs\":...}, on-failure destination records, Kinesis\n"+
+			"{\"Records\":[...]}), Firehose request bodies, Firehose S3 backup records (rawData) and\n"+
+			"`aws logs filter-log-events` output. Files are streamed; a damaged member or document is skipped,\n"+
+			"counted and logged with its position. No FILE or - reads stdin.")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args); err != nil {
@@ -118,7 +124,16 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	}
 	var readErr error
 	opts := file.DefaultOptions()
-	opts.MaxDocumentBytes = cfg.Decode.MaxDecompressedBytes
+	if cfg.Decode.MaxDecompressedBytes > 0 {
+		opts.MaxDocumentBytes = cfg.Decode.MaxDecompressedBytes // per document: files are streamed
+	}
+	opts.Log = log
+	var inputErrors int // stretches of input the reader skipped (damaged members, malformed values)
+	read := func(label string, r io.Reader) error {
+		st, err := file.Read(ctx, label, r, opts, emit)
+		inputErrors += st.DecodeErrors
+		return err
+	}
 	for _, name := range names {
 		if ctx.Err() != nil {
 			break
@@ -132,7 +147,7 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 				break
 			}
 			r, label = f, name
-			_, err = file.Read(ctx, label, r, opts, emit)
+			err = read(label, r)
 			f.Close()
 			if err != nil && ctx.Err() == nil {
 				readErr = err
@@ -140,13 +155,14 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			}
 			continue
 		}
-		if _, err := file.Read(ctx, label, r, opts, emit); err != nil && ctx.Err() == nil {
+		if err := read(label, r); err != nil && ctx.Err() == nil {
 			readErr = err
 			break
 		}
 	}
 	close(settlements)
 	wg.Wait()
+	total.DecodeErrors += inputErrors
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), *grace+5*time.Second)
 	defer cancel()
 	_ = core.Shutdown(shutdownCtx)

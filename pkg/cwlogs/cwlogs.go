@@ -16,15 +16,16 @@ import (
 	"fmt"
 )
 
-// DefaultMaxDecompressedBytes caps what one record may decompress to. A
+// DefaultMaxDecompressedBytes caps what one gzip member may decompress to. A
 // Kinesis record is at most 1 MB compressed; CloudWatch Logs JSON compresses
 // about 5-15x, so 64 MiB leaves room while stopping gzip bombs.
 const DefaultMaxDecompressedBytes = 64 << 20
 
 // Options configure a Decoder.
 type Options struct {
-	// MaxDecompressedBytes caps the decompressed size of one record (all gzip
-	// members together). Zero means DefaultMaxDecompressedBytes.
+	// MaxDecompressedBytes caps the decompressed size of one gzip member (and,
+	// when reading files, of one document). A member over the cap is skipped
+	// like any other bad member. Zero means DefaultMaxDecompressedBytes.
 	MaxDecompressedBytes int64 `yaml:"max_decompressed_bytes"`
 }
 
@@ -77,6 +78,7 @@ type Stats struct {
 	Documents       int // envelope documents (DATA_MESSAGE and CONTROL_MESSAGE); 0 for message lines
 	ControlMessages int // CONTROL_MESSAGE documents, acknowledged and skipped
 	Events          int // events passed to the callback
+	Errors          int // bad documents, gzip members or spans skipped (each reported once)
 }
 
 // Reasons of a DecodeError: stable metric labels.
@@ -91,13 +93,52 @@ const (
 // ErrTooLarge is wrapped by a too_large DecodeError.
 var ErrTooLarge = errors.New("decompressed size exceeds the cap")
 
-// DecodeError says why a record could not be (fully) decoded.
+// DecodeError says why one document, gzip member or span of a record could
+// not be decoded, and where it is. The rest of the record is still decoded.
 type DecodeError struct {
 	Reason string // one of the Reason* constants
 	Err    error
+	// Member is the 1-based gzip member the error is in (0: not gzip data).
+	Member int
+	// Offset is the byte offset in the record (or file) of the bad gzip
+	// member, or of the bad document when the data is not gzip; -1 if unknown.
+	Offset int64
+	// DocOffset is the offset of the bad document in its decompressed gzip
+	// member (for a streamed file: in the whole decompressed stream, the
+	// member being the one read when the damage showed); -1 when the error is
+	// about the member itself or not in gzip data.
+	DocOffset int64
+}
+
+// Position renders where the error is, for logs: "gzip member 2 at byte 1234,
+// document at decompressed byte 56" or "document at byte 56".
+func (e *DecodeError) Position() string {
+	var b []byte
+	if e.Member > 0 {
+		b = fmt.Appendf(b, "gzip member %d", e.Member)
+		if e.Offset >= 0 {
+			b = fmt.Appendf(b, " at byte %d", e.Offset)
+		}
+		if e.DocOffset >= 0 {
+			b = fmt.Appendf(b, ", document at decompressed byte %d", e.DocOffset)
+		}
+		return string(b)
+	}
+	if e.Offset >= 0 {
+		return fmt.Sprintf("byte %d", e.Offset)
+	}
+	return ""
 }
 
 func (e *DecodeError) Error() string {
+	msg := e.message()
+	if pos := e.Position(); pos != "" {
+		msg += " (" + pos + ")"
+	}
+	return msg
+}
+
+func (e *DecodeError) message() string {
 	switch e.Reason {
 	case ReasonGzip:
 		return "decode CloudWatch Logs record: corrupt or truncated gzip data: " + e.Err.Error()
@@ -115,5 +156,5 @@ func (e *DecodeError) Error() string {
 func (e *DecodeError) Unwrap() error { return e.Err }
 
 func decodeErr(reason string, format string, args ...any) *DecodeError {
-	return &DecodeError{Reason: reason, Err: fmt.Errorf(format, args...)}
+	return &DecodeError{Reason: reason, Err: fmt.Errorf(format, args...), Offset: -1, DocOffset: -1}
 }

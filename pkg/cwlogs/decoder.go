@@ -77,34 +77,124 @@ func (d *Decoder) putState(st *state) {
 
 // Decode decodes one record and calls fn for every log event of its
 // DATA_MESSAGE documents or message lines, in order. meta and ev (and
-// ev.Message) are valid only during the callback. On error, events already
-// passed to fn stay passed; the error is a *DecodeError.
+// ev.Message) are valid only during the callback. A bad document or gzip
+// member does not stop the record: it is skipped and the rest decoded (see
+// DecodeEach). The error is the first *DecodeError, nil when none.
 func (d *Decoder) Decode(data []byte, fn func(meta *Meta, ev *Event)) (Stats, error) {
+	var first *DecodeError
+	stats := d.DecodeEach(data, fn, func(e *DecodeError) {
+		if first == nil {
+			first = e
+		}
+	})
+	if first == nil {
+		return stats, nil
+	}
+	return stats, first
+}
+
+// DecodeEach decodes one record as Decode does and calls bad once for every
+// document, gzip member or span it skips, with its reason and position.
+// Documents are the unit of failure: decoding resynchronises at the next
+// gzip header (1f 8b 08) after a corrupt member and at the next document
+// start ('{' opening an object with a top-level "messageType") after a
+// malformed document, so every document before and after a bad one is
+// decoded. Events of a malformed document that precede the damage are
+// emitted; no event is emitted twice.
+func (d *Decoder) DecodeEach(data []byte, fn func(meta *Meta, ev *Event), bad func(*DecodeError)) Stats {
 	var stats Stats
 	st := d.getState()
 	defer d.putState(st)
-	if IsGzip(data) {
-		err := d.decodeGzip(st, data, fn, &stats)
-		return stats, err
+	// Gzip data may start with damage: text never holds the gzip header
+	// (0x8b is not a UTF-8 lead byte), so its presence means gzip.
+	if IsGzip(data) || nextGzipHeader(data, 0) >= 0 {
+		d.decodeGzip(st, data, fn, bad, &stats)
+		return stats
 	}
 	i := jsonscan.SkipSpace(data, jsonscan.SkipBOM(data, 0))
 	if i == len(data) {
-		return stats, decodeErr(ReasonEmpty, "record is empty")
+		st.report(&stats, bad, decodeErr(ReasonEmpty, "record is empty"), 0, -1, -1)
+		return stats
 	}
-	if data[i] == '{' && hasMessageType(data, i) {
-		if err := st.decodeDocs(data[i:], fn, &stats); err != nil {
-			return stats, err
-		}
-		return stats, nil
+	if isDocuments(data, i) {
+		st.decodeDocs(data[i:], fn, bad, &stats, 0, i)
+		return stats
 	}
 	st.decodeLines(data[i:], fn, &stats)
 	if stats.Events == 0 {
-		return stats, decodeErr(ReasonEmpty, "record holds only blank lines")
+		st.report(&stats, bad, decodeErr(ReasonEmpty, "record holds only blank lines"), 0, -1, -1)
 	}
-	return stats, nil
+	return stats
 }
 
-func (d *Decoder) decodeGzip(st *state, data []byte, fn func(*Meta, *Event), stats *Stats) error {
+// isDocuments tells envelope documents from message lines in plain data
+// whose first non-space byte is at i. A record starting with an envelope is
+// documents; so is one that holds an envelope further on (a bad first
+// document must not turn the rest into "lines").
+func isDocuments(data []byte, i int) bool {
+	if data[i] == '{' && hasMessageType(data, i) {
+		return true
+	}
+	// A fast search first: message lines practically never hold the key.
+	return bytes.Contains(data[i:], messageTypeKey) && nextDocStart(data, i+1) >= 0
+}
+
+var messageTypeKey = []byte(`"messageType"`)
+
+// nextDocStart returns the offset of the first '{' at or after from that
+// opens an object with a top-level "messageType" key, or -1. Inside a JSON
+// string a quote is escaped, so a '{' in a message never qualifies.
+func nextDocStart(b []byte, from int) int {
+	for from < len(b) {
+		k := bytes.IndexByte(b[from:], '{')
+		if k < 0 {
+			return -1
+		}
+		from += k
+		if hasMessageType(b, from) {
+			return from
+		}
+		from++
+	}
+	return -1
+}
+
+// report counts e, fills in its position and hands it to the bad callback.
+// bad is passed down, not kept in st, so that it does not escape: a caller's
+// closure then costs no allocation.
+func (st *state) report(stats *Stats, bad func(*DecodeError), e *DecodeError, member int, offset, docOffset int) {
+	e.Member, e.Offset, e.DocOffset = member, int64(offset), int64(docOffset)
+	stats.Errors++
+	if bad != nil {
+		bad(e)
+	}
+}
+
+var gzipHeader = []byte{0x1f, 0x8b, 0x08}
+
+// nextGzipHeader returns the offset of the next gzip member header (magic
+// and deflate method) at or after from, or -1.
+func nextGzipHeader(data []byte, from int) int {
+	if from >= len(data) {
+		return -1
+	}
+	k := bytes.Index(data[from:], gzipHeader)
+	if k < 0 {
+		return -1
+	}
+	return from + k
+}
+
+func allSpace(b []byte) bool {
+	for _, c := range b {
+		if !jsonscan.IsSpace(c) && c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *Decoder) decodeGzip(st *state, data []byte, fn func(*Meta, *Event), bad func(*DecodeError), stats *Stats) {
 	zr, _ := d.gzPool.Get().(*gzip.Reader)
 	if zr == nil {
 		zr = new(gzip.Reader)
@@ -121,36 +211,66 @@ func (d *Decoder) decodeGzip(st *state, data []byte, fn func(*Meta, *Event), sta
 		}
 	}
 
-	st.br.Reset(data)
-	var total int64
-	for member := 1; st.br.Len() > 0; member++ {
+	pos, member := 0, 0
+	for pos < len(data) {
+		if !IsGzip(data[pos:]) {
+			// Trailing newlines or NUL padding (files, S3 objects) are not data.
+			if allSpace(data[pos:]) {
+				break
+			}
+			next := nextGzipHeader(data, pos+1)
+			span := len(data) - pos
+			if next >= 0 {
+				span = next - pos
+			}
+			e := decodeErr(ReasonGzip, "%d bytes after gzip member %d are not gzip data", span, member)
+			if member == 0 {
+				e = decodeErr(ReasonGzip, "%d bytes before the first gzip member are not gzip data", span)
+			}
+			st.report(stats, bad, e, member+1, pos, -1)
+			if next < 0 {
+				break
+			}
+			pos = next
+			continue
+		}
+		member++
 		// A bytes.Reader is an io.ByteReader, so gzip does not read ahead past
 		// the member: each member is read, and its CRC checked, on its own.
-		if err := zr.Reset(&st.br); err != nil {
-			if member > 1 {
-				return decodeErr(ReasonGzip, "data after gzip member %d is not a gzip member: %w", member-1, err)
-			}
-			return decodeErr(ReasonGzip, "read gzip member %d header: %w", member, err)
+		st.br.Reset(data[pos:])
+		err := zr.Reset(&st.br)
+		var buf []byte
+		if err == nil {
+			zr.Multistream(false)
+			buf, err = readCapped(zr, st.buf[:0], d.max, hint)
+			st.buf = buf
 		}
-		zr.Multistream(false)
-		buf, err := readCapped(zr, st.buf[:0], d.max-total, hint)
-		st.buf = buf
-		total += int64(len(buf))
 		if err != nil {
-			if errors.Is(err, ErrTooLarge) {
-				return &DecodeError{Reason: ReasonTooLarge, Err: fmt.Errorf(
-					"gzip member %d: %w of %d bytes", member, ErrTooLarge, d.max)}
+			var e *DecodeError
+			switch {
+			case errors.Is(err, ErrTooLarge):
+				e = &DecodeError{Reason: ReasonTooLarge, Err: fmt.Errorf("gzip member %d: %w of %d bytes", member, ErrTooLarge, d.max)}
+			default:
+				e = decodeErr(ReasonGzip, "gzip member %d: %w", member, err)
 			}
-			return decodeErr(ReasonGzip, "gzip member %d: %w", member, err)
+			st.report(stats, bad, e, member, pos, -1)
+			// The member's end is unknown (a truncated member reads on into
+			// the next one): resume at the next header after its start. A
+			// false header inside the bad member fails on its own.
+			next := nextGzipHeader(data, pos+1)
+			if next < 0 {
+				break
+			}
+			pos = next
+			continue
 		}
-		if err := st.decodeDocs(buf, fn, stats); err != nil {
-			return err
-		}
+		consumed := len(data) - pos - st.br.Len()
+		st.decodeDocs(buf, fn, bad, stats, member, pos)
+		pos += consumed
 	}
-	if stats.Documents == 0 {
-		return decodeErr(ReasonEmpty, "gzip data holds no document")
+	if stats.Documents == 0 && stats.Errors == 0 {
+		st.report(stats, bad, decodeErr(ReasonEmpty, "gzip data holds no document"), 0, -1, -1)
 	}
-	return nil
 }
 
 // readCapped reads r to EOF into buf, failing with ErrTooLarge once more than
@@ -245,28 +365,74 @@ func trimSpace(b []byte) []byte {
 	return b
 }
 
-// decodeDocs decodes the envelope documents of b, back to back.
-func (st *state) decodeDocs(b []byte, fn func(*Meta, *Event), stats *Stats) error {
+// decodeDocs decodes the envelope documents of b, back to back. member and
+// base locate b: its gzip member (0 for plain data) and the offset in the
+// record of the member (or of b itself for plain data).
+func (st *state) decodeDocs(b []byte, fn func(*Meta, *Event), bad func(*DecodeError), stats *Stats, member, base int) {
+	at := func(i int) (int, int) { // record offset, decompressed offset
+		if member > 0 {
+			return base, i
+		}
+		return base + i, -1
+	}
+	if member > 0 {
+		i := jsonscan.SkipSpace(b, jsonscan.SkipBOM(b, 0))
+		if i < len(b) && !isDocuments(b, i) {
+			// One error for the member, not one per line of it.
+			off, doff := at(i)
+			st.report(stats, bad, decodeErr(ReasonJSON, "gzip member %d holds no CloudWatch Logs subscription document", member), member, off, doff)
+			return
+		}
+	}
 	i := jsonscan.SkipBOM(b, 0)
 	for {
 		i = jsonscan.SkipSpace(b, i)
 		if i >= len(b) {
-			return nil
+			return
 		}
 		if b[i] != '{' {
-			return decodeErr(ReasonJSON, "document %d: expected '{' at offset %d, found %q", stats.Documents+1, i, b[i])
-		}
-		end, err := st.decodeDoc(b, i, fn, stats)
-		if err != nil {
-			var de *DecodeError
-			if errors.As(err, &de) {
-				return err
+			next := nextDocStart(b, i+1)
+			span := len(b) - i
+			if next >= 0 {
+				span = next - i
 			}
-			return &DecodeError{Reason: ReasonJSON, Err: fmt.Errorf("document %d: %w", stats.Documents+1, err)}
+			off, doff := at(i)
+			st.report(stats, bad, decodeErr(ReasonJSON, "document %d: expected '{', found %q (%d bytes skipped)", stats.Documents+stats.Errors+1, b[i], span), member, off, doff)
+			if next < 0 {
+				return
+			}
+			i = next
+			continue
 		}
-		i = end
+		n := stats.Documents + stats.Errors + 1
+		end, err := st.decodeDoc(b, i, fn, stats)
+		if err == nil {
+			i = end
+			continue
+		}
+		var de *DecodeError
+		if !errors.As(err, &de) {
+			de = &DecodeError{Reason: ReasonJSON, Err: fmt.Errorf("document %d: %w", n, err)}
+		}
+		off, doff := at(i)
+		st.report(stats, bad, de, member, off, doff)
+		if de.Reason == ReasonUnknownMessageType || errors.Is(de, errNoMessageType) {
+			// The object was read whole: go on right after it.
+			i = end
+			continue
+		}
+		// Malformed: its end is unknown. Resume at the next document start
+		// after its beginning, so a document it ran into is not lost.
+		next := nextDocStart(b, i+1)
+		if next < 0 {
+			return
+		}
+		i = next
 	}
 }
+
+// errNoMessageType marks a well-formed object that is not a subscription document.
+var errNoMessageType = errors.New("not a CloudWatch Logs subscription document")
 
 // syntaxErr locates a scanner error.
 func syntaxErr(err error, at int) error { return fmt.Errorf("offset %d: %w", at, err) }
@@ -293,6 +459,7 @@ const (
 func (st *state) decodeDoc(b []byte, i int, fn func(*Meta, *Event), stats *Stats) (int, error) {
 	st.meta = Meta{}
 	seen := 0
+	var unknown *DecodeError
 	eventsAt := -1 // offset of a logEvents value deferred until the envelope is known
 	emitted := false
 	i++
@@ -328,8 +495,13 @@ func (st *state) decodeDoc(b []byte, i int, fn func(*Meta, *Event), stats *Stats
 			case messageTypeControl:
 				st.meta.MessageType = messageTypeControl
 			default:
-				return i, decodeErr(ReasonUnknownMessageType, "document %d: unknown messageType %q (want %s or %s)",
-					stats.Documents+1, truncate(v, 64), messageTypeData, messageTypeControl)
+				// Read the rest of the object (its events are skipped) so
+				// decoding goes on exactly after it.
+				if unknown == nil {
+					unknown = decodeErr(ReasonUnknownMessageType, "document %d: unknown messageType %q (want %s or %s)",
+						stats.Documents+stats.Errors+1, truncate(v, 64), messageTypeData, messageTypeControl)
+				}
+				st.meta.MessageType = ""
 			}
 			seen |= seenType
 		case "owner":
@@ -355,7 +527,7 @@ func (st *state) decodeDoc(b []byte, i int, fn func(*Meta, *Event), stats *Stats
 			i = next
 			seen |= seenFilters
 		case "logEvents":
-			if seen == seenAll {
+			if seen == seenAll && unknown == nil {
 				next, err := st.events(b, i, fn, stats)
 				if err != nil {
 					return next, err
@@ -374,8 +546,11 @@ func (st *state) decodeDoc(b []byte, i int, fn func(*Meta, *Event), stats *Stats
 			}
 		}
 	}
+	if unknown != nil {
+		return i, unknown
+	}
 	if seen&seenType == 0 {
-		return i, decodeErr(ReasonJSON, "document %d has no messageType: not a CloudWatch Logs subscription document", stats.Documents+1)
+		return i, &DecodeError{Reason: ReasonJSON, Err: fmt.Errorf("document %d has no messageType: %w", stats.Documents+stats.Errors+1, errNoMessageType)}
 	}
 	if eventsAt >= 0 && !emitted {
 		if _, err := st.events(b, eventsAt, fn, stats); err != nil {
@@ -560,10 +735,16 @@ func (st *state) event(b []byte, i int) (int, error) {
 		return i, expected(b, i, "'{'")
 	}
 	st.ev = Event{}
+	start := i
 	i = jsonscan.SkipSpace(b, i+1)
-	first := true
+	first, hasMsg := true, false
 	for {
 		if i < len(b) && b[i] == '}' {
+			if !hasMsg {
+				// CloudWatch Logs always writes one: this object is not an
+				// event (e.g. what a truncated document ran into).
+				return start, fmt.Errorf("offset %d: event has no message: %w", start, jsonscan.ErrSyntax)
+			}
 			return i + 1, nil
 		}
 		if !first {
@@ -579,7 +760,12 @@ func (st *state) event(b []byte, i int) (int, error) {
 		}
 		i = next
 		switch string(key) {
+		case "messageType", "logEvents":
+			// An event never has these keys: this is the next document,
+			// run into because the current one was cut short.
+			return i, fmt.Errorf("offset %d: event has a %q key: the document is truncated: %w", i, key, jsonscan.ErrSyntax)
 		case "message":
+			hasMsg = true
 			if i < len(b) && b[i] == '"' {
 				// Unescape in the same pass as the scan; the common
 				// access-log message is escaped JSON.

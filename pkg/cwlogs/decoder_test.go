@@ -127,10 +127,14 @@ func TestDecodeShapes(t *testing.T) {
 			return append(a, b[:len(b)-10]...)
 		}(), msgs: []string{line1}, stats: cwlogs.Stats{Documents: 1, Events: 1}, reason: cwlogs.ReasonGzip, errSub: "member 2"},
 		{name: "garbage after member", data: append(gz(doc("g", line1)), "garbage!"...), msgs: []string{line1},
-			stats: cwlogs.Stats{Documents: 1, Events: 1}, reason: cwlogs.ReasonGzip, errSub: "not a gzip member"},
+			stats: cwlogs.Stats{Documents: 1, Events: 1}, reason: cwlogs.ReasonGzip, errSub: "not gzip data"},
+		{name: "trailing newline after members is not an error", data: append(gz(doc("g", line1)), "\n\n"...), msgs: []string{line1},
+			stats: cwlogs.Stats{Documents: 1, Events: 1}},
 		{name: "unknown message type", data: gz(`{"messageType":"SURPRISE","logEvents":[]}`), reason: cwlogs.ReasonUnknownMessageType, errSub: "SURPRISE"},
 		{name: "plain unknown message type", data: []byte(`{"messageType":"X"}`), reason: cwlogs.ReasonUnknownMessageType},
-		{name: "gzip document without messageType", data: gz(`{"logEvents":[]}`), reason: cwlogs.ReasonJSON, errSub: "no messageType"},
+		{name: "gzip document without messageType", data: gz(`{"logEvents":[]}`), reason: cwlogs.ReasonJSON, errSub: "no CloudWatch Logs subscription document"},
+		{name: "plain object without messageType before a document", data: []byte(`{"logEvents":[]}` + "\n" + doc("g", line1)), msgs: []string{line1},
+			stats: cwlogs.Stats{Documents: 1, Events: 1}, reason: cwlogs.ReasonJSON, errSub: "no messageType"},
 		{name: "gzip of message lines", data: gz(line1 + "\n"), reason: cwlogs.ReasonJSON},
 		{name: "malformed envelope", data: gz(`{"messageType":"DATA_MESSAGE","logEvents":[{"id":"1","message":"x"`), reason: cwlogs.ReasonJSON},
 		{name: "logEvents not an array", data: gz(`{"messageType":"DATA_MESSAGE","owner":"","logGroup":"","logStream":"","subscriptionFilters":[],"logEvents":{}}`), reason: cwlogs.ReasonJSON},
@@ -151,8 +155,12 @@ func TestDecodeShapes(t *testing.T) {
 			if err != nil && !strings.Contains(err.Error(), tc.errSub) {
 				t.Errorf("error %q does not mention %q", err, tc.errSub)
 			}
-			if stats != tc.stats {
-				t.Errorf("stats = %+v, want %+v", stats, tc.stats)
+			want := tc.stats
+			if tc.reason != "" && want.Errors == 0 {
+				want.Errors = 1
+			}
+			if stats != want {
+				t.Errorf("stats = %+v, want %+v", stats, want)
 			}
 			var msgs []string
 			for _, e := range evs {
@@ -248,7 +256,7 @@ func TestDecodeTooLarge(t *testing.T) {
 		reason string
 	}{
 		{"single member bomb", bomb, cwlogs.ReasonTooLarge},
-		{"members adding up past the cap", gz(strings.Repeat(" ", capBytes/2+10), strings.Repeat(" ", capBytes/2+10)), cwlogs.ReasonTooLarge},
+		{"bomb member between two members", gz(doc("g", line1), string(zeros), doc("g", line2)), cwlogs.ReasonTooLarge},
 		{"just under the cap", ok, ""},
 	}
 	for _, tc := range tests {
@@ -390,5 +398,61 @@ func TestDecodeErrorMessages(t *testing.T) {
 		if !errors.Is(err, inner) || !strings.Contains(err.Error(), "inner") || !strings.HasPrefix(err.Error(), "decode CloudWatch Logs record") {
 			t.Errorf("%s: %q", reason, err)
 		}
+	}
+}
+
+// TestDecodeReportsPositions: each bad member or document is reported once,
+// where it is, and the documents around it are decoded.
+func TestDecodeReportsPositions(t *testing.T) {
+	t.Parallel()
+	d1, d2 := doc("g", line1), doc("g", line2)
+	m1 := gz(d1)
+	crc := gz(d1)
+	crc[len(crc)-6] ^= 0xff
+	badDoc := `{"messageType":"DATA_MESSAGE","logEvents":[{"id":"1","message":"x`
+	bomb := traffic.Gzip(make([]byte, 2<<20))
+	tests := []struct {
+		name string
+		data []byte
+		want []cwlogs.DecodeError // Reason, Member, Offset, DocOffset
+	}{
+		{"bad checksum member", bytes.Join([][]byte{m1, crc, gz(d2)}, nil),
+			[]cwlogs.DecodeError{{Reason: cwlogs.ReasonGzip, Member: 2, Offset: int64(len(m1)), DocOffset: -1}}},
+		{"bomb member", bytes.Join([][]byte{m1, bomb, gz(d2)}, nil),
+			[]cwlogs.DecodeError{{Reason: cwlogs.ReasonTooLarge, Member: 2, Offset: int64(len(m1)), DocOffset: -1}}},
+		{"bad document inside a member", bytes.Join([][]byte{m1, gz("   \n" + badDoc + "\n" + d2)}, nil),
+			[]cwlogs.DecodeError{{Reason: cwlogs.ReasonJSON, Member: 2, Offset: int64(len(m1)), DocOffset: 4}}},
+		{"garbage between members", bytes.Join([][]byte{m1, []byte("junk"), gz(d2)}, nil),
+			[]cwlogs.DecodeError{{Reason: cwlogs.ReasonGzip, Member: 2, Offset: int64(len(m1)), DocOffset: -1}}},
+		{"bad document in plain data", []byte(d1 + "\n" + badDoc + "\n" + d2),
+			[]cwlogs.DecodeError{{Reason: cwlogs.ReasonJSON, Member: 0, Offset: int64(len(d1) + 1), DocOffset: -1}}},
+		{"two bad documents in plain data", []byte(d1 + `{"x":1}` + badDoc + "\n" + d2),
+			[]cwlogs.DecodeError{{Reason: cwlogs.ReasonJSON, Offset: int64(len(d1)), DocOffset: -1}, {Reason: cwlogs.ReasonJSON, Offset: int64(len(d1) + 7), DocOffset: -1}}},
+	}
+	d := cwlogs.NewDecoder(cwlogs.Options{MaxDecompressedBytes: 1 << 20})
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var msgs []string
+			var errs []*cwlogs.DecodeError
+			st := d.DecodeEach(tc.data, func(_ *cwlogs.Meta, ev *cwlogs.Event) { msgs = append(msgs, string(ev.Message)) },
+				func(e *cwlogs.DecodeError) { errs = append(errs, e) })
+			if len(msgs) != 2 || msgs[0] != line1 || msgs[1] != line2 || st.Documents != 2 {
+				t.Fatalf("messages %q (stats %+v), want line1 and line2", msgs, st)
+			}
+			if len(errs) != len(tc.want) || st.Errors != len(tc.want) {
+				t.Fatalf("errors %v, want %d", errs, len(tc.want))
+			}
+			for i, w := range tc.want {
+				e := errs[i]
+				if e.Reason != w.Reason || e.Member != w.Member || e.Offset != w.Offset || e.DocOffset != w.DocOffset {
+					t.Errorf("error %d = {%s member %d offset %d doc %d} (%v), want {%s member %d offset %d doc %d}",
+						i, e.Reason, e.Member, e.Offset, e.DocOffset, e, w.Reason, w.Member, w.Offset, w.DocOffset)
+				}
+				if !strings.Contains(e.Error(), e.Position()) {
+					t.Errorf("message %q does not give the position %q", e, e.Position())
+				}
+			}
+		})
 	}
 }

@@ -42,7 +42,7 @@ type Deduper interface {
 // Outcome counts what happened to the calls of one batch.
 type Outcome struct {
 	Records      int // records in the batch
-	DecodeErrors int // records (or documents) skipped as undecodable
+	DecodeErrors int // documents, gzip members or spans skipped as undecodable (the rest of their record is decoded)
 	Events       int // log events decoded
 	ParseErrors  int // log lines skipped as not an API call, or as a call without a host (no_host)
 	Calls        int // calls parsed

@@ -30,7 +30,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	const ns = "apigw_connector"
 	m := &metrics{
 		batches: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: "pipeline", Name: "batches_total",
-			Help: "Batches (Kinesis records, Firehose requests, file chunks, Lambda events) submitted."}),
+			Help: "Batches (Kinesis records, Firehose delivery chunks, file chunks, Lambda events) submitted."}),
 		records: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: "decode", Name: "records_total",
 			Help: "Source records handed to the decoder."}),
 		events: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: "decode", Name: "events_total",
@@ -38,7 +38,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		controlMessages: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: "decode", Name: "control_messages_total",
 			Help: "CloudWatch Logs CONTROL_MESSAGE documents acknowledged and skipped."}),
 		decodeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "decode", Name: "errors_total",
-			Help: "Records skipped because they could not be decoded, by reason."}, []string{"reason"}),
+			Help: "Documents, gzip members or damaged stretches of records skipped as undecodable, by reason; the rest of each record still flows."}, []string{"reason"}),
 		calls: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: "parse", Name: "calls_total",
 			Help: "Access-log lines parsed into API calls."}),
 		parseErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "parse", Name: "errors_total",

@@ -248,21 +248,17 @@ func (p *Pipeline) submitRecord(ctx context.Context, s *Settlement, b Batch, r *
 		p.submitLines(ctx, s, b.Source, r)
 		return
 	}
-	st, err := p.dec.Decode(r.Data, func(meta *cwlogs.Meta, ev *cwlogs.Event) {
+	// Documents are the unit of failure: a bad one is counted and logged
+	// with its position, and every other document of the record delivered.
+	st := p.dec.DecodeEach(r.Data, func(meta *cwlogs.Meta, ev *cwlogs.Event) {
 		p.submitLine(ctx, s, ev.Message, b.Source, r.ID, meta, ev)
+	}, func(de *cwlogs.DecodeError) {
+		s.outcome.DecodeErrors++
+		p.m.decodeErrors.WithLabelValues(de.Reason).Inc()
+		p.log.Warn("skipping undecodable document", "source", b.Source, "record", r.ID,
+			"bytes", len(r.Data), "reason", de.Reason, "position", de.Position(), "err", de)
 	})
 	p.m.controlMessages.Add(float64(st.ControlMessages))
-	if err != nil {
-		s.outcome.DecodeErrors++
-		reason := "other"
-		var de *cwlogs.DecodeError
-		if errors.As(err, &de) {
-			reason = de.Reason
-		}
-		p.m.decodeErrors.WithLabelValues(reason).Inc()
-		p.log.Warn("skipping undecodable record", "source", b.Source, "record", r.ID,
-			"bytes", len(r.Data), "reason", reason, "err", err)
-	}
 }
 
 func (p *Pipeline) submitLines(ctx context.Context, s *Settlement, source string, r *Record) {

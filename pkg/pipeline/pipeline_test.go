@@ -166,6 +166,9 @@ func TestOutcomesByResult(t *testing.T) {
 			nil, pipeline.Outcome{Records: 1, Events: 5, ParseErrors: 1, Calls: 4, Delivered: 4}},
 		{"control message only", [][]byte{traffic.Gzip(traffic.ControlMessage())}, nil, pipeline.Outcome{Records: 1}},
 		{"empty record", [][]byte{{}}, nil, pipeline.Outcome{Records: 1, DecodeErrors: 1}},
+		{"bad member inside a record skips only itself", [][]byte{append(append(traffic.GzipEnvelope("g", "s", evs[:2]),
+			traffic.Gzip([]byte(`{"messageType":"DATA_MESSAGE","logEvents":[{"message":`))...), traffic.GzipEnvelope("g", "s", evs[2:])...)}, nil,
+			pipeline.Outcome{Records: 1, DecodeErrors: 1, Events: 4, Calls: 4, Delivered: 4}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

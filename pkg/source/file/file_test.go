@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"log/slog"
 	"strings"
 	"testing"
 
+	"github.com/wallarm/apigw-connector/pkg/cwlogs"
 	"github.com/wallarm/apigw-connector/pkg/pipeline"
 	"github.com/wallarm/apigw-connector/pkg/traffic"
 )
@@ -93,11 +95,13 @@ func TestReadErrors(t *testing.T) {
 	o := DefaultOptions()
 	o.MaxDocumentBytes = 100
 	big := traffic.Envelope("g", "s", []traffic.LogEvent{{ID: "1", Message: strings.Repeat("x", 500)}})
-	if _, err := Read(context.Background(), "big", bytes.NewReader(big), o, func(pipeline.Batch) error { return nil }); err == nil || !strings.Contains(err.Error(), "larger than") {
-		t.Fatalf("oversized document: %v", err)
+	st, err := Read(context.Background(), "big", bytes.NewReader(big), o, func(pipeline.Batch) error { t.Error("oversized document emitted"); return nil })
+	if err != nil || st.DecodeErrors != 1 || st.ErrorsByReason[cwlogs.ReasonTooLarge] != 1 {
+		t.Fatalf("oversized document: %v %+v, want one too_large skipped", err, st)
 	}
-	if _, err := Read(context.Background(), "bad", bytes.NewReader([]byte{0x1f, 0x8b, 0, 0}), DefaultOptions(), func(pipeline.Batch) error { return nil }); err == nil {
-		t.Fatal("corrupt gzip accepted")
+	st, err = Read(context.Background(), "bad", bytes.NewReader([]byte{0x1f, 0x8b, 0, 0}), DefaultOptions(), func(pipeline.Batch) error { return nil })
+	if err != nil || st.ErrorsByReason[cwlogs.ReasonGzip] != 1 {
+		t.Fatalf("corrupt gzip: %v %+v, want one gzip error counted", err, st)
 	}
 }
 
@@ -168,28 +172,36 @@ func TestReadLambdaEvents(t *testing.T) {
 
 func TestReadLambdaEventErrors(t *testing.T) {
 	t.Parallel()
-	noop := func(pipeline.Batch) error { return nil }
 	data := base64.StdEncoding.EncodeToString(traffic.GzipEnvelope("g", "s", nil))
+	good := `{"awslogs":{"data":"` + data + `"}}`
 	tests := []struct {
 		name, in, want string
+		batches        int
 	}{
-		{"not base64", `{"awslogs":{"data":"%%%"}}`, "not base64"},
-		{"other payload after an event", `{"awslogs":{"data":"` + data + `"}}` + "\n" + `{"requestPayload":{"Records":[]}}`, "value 2 is neither"},
-		{"truncated", `{"awslogs":{"data":"` + data + `"}`, "Lambda event 1"},
+		{"not base64", `{"awslogs":{"data":"%%%"}}` + "\n" + good, "not base64", 1},
+		{"other payload after an event", good + "\n" + `{"requestPayload":{"Records":[]}}` + "\n" + good, "value 2 is neither", 2},
+		{"truncated", good[:len(good)-1] + "\n" + good, "malformed JSON document", 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := Read(context.Background(), "x", strings.NewReader(tt.in), DefaultOptions(), noop)
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("err %v, want one containing %q", err, tt.want)
+			var logs bytes.Buffer
+			o := DefaultOptions()
+			o.Log = slog.New(slog.NewTextHandler(&logs, nil))
+			n := 0
+			st, err := Read(context.Background(), "x", strings.NewReader(tt.in), o, func(pipeline.Batch) error { n++; return nil })
+			if err != nil || st.DecodeErrors != 1 || n != tt.batches {
+				t.Fatalf("err %v, stats %+v, %d batches; want 1 decode error and %d batches", err, st, n, tt.batches)
+			}
+			if !strings.Contains(logs.String(), tt.want) {
+				t.Fatalf("log %q does not mention %q", logs.String(), tt.want)
 			}
 		})
 	}
 	o := DefaultOptions()
 	o.MaxDocumentBytes = 10
-	if _, err := Read(context.Background(), "x", strings.NewReader(`{"awslogs":{"data":"`+data+`"}}`), o, noop); err == nil || !strings.Contains(err.Error(), "larger than") {
-		t.Fatalf("oversized awslogs.data: %v", err)
+	if st, _ := Read(context.Background(), "x", strings.NewReader(good), o, func(pipeline.Batch) error { return nil }); st.DecodeErrors != 1 {
+		t.Fatalf("oversized event: %+v", st)
 	}
 }
 
