@@ -370,11 +370,14 @@ func TestResharding(t *testing.T) {
 	if checked < 3 {
 		t.Errorf("only %d parent/child pairs had traffic on both sides; want 3 (split: 2, merge: 2)", checked)
 	}
+	// A closed parent's lease is at SHARD_END, or already deleted: finished
+	// leases are cleaned up once their children have made progress.
 	ls := e.leases()
 	for _, s := range all {
 		id := aws.ToString(s.ShardId)
-		if s.SequenceNumberRange.EndingSequenceNumber != nil && ls[id].checkpoint != lease.ShardEnd {
-			t.Errorf("closed parent %s has checkpoint %q, want SHARD_END", id, ls[id].checkpoint)
+		l, held := ls[id]
+		if s.SequenceNumberRange.EndingSequenceNumber != nil && held && l.checkpoint != lease.ShardEnd {
+			t.Errorf("closed parent %s has checkpoint %q, want SHARD_END (or its lease cleaned up)", id, l.checkpoint)
 		}
 	}
 	t.Logf("%d parent/child pairs checked, leases: %v", checked, fmt.Sprint(owners(ls)))
