@@ -225,6 +225,11 @@ func (c *Coordinator) release(ctx context.Context, hl *heldLease, why string) {
 	}
 	hl.lost = true
 	err := c.tbl.release(ctx, hl.key, hl.counter, c.cfg.WorkerID)
+	// A renewal cancelled at shutdown (or timed out) may have landed and
+	// moved the counter: check before calling the lease lost.
+	if isConditionalFailure(err) && c.reconcileLocked(ctx, hl) {
+		err = c.tbl.release(ctx, hl.key, hl.counter, c.cfg.WorkerID)
+	}
 	hl.mu.Unlock()
 	close(hl.lostCh)
 	hl.cancel()
