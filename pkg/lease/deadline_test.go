@@ -1,0 +1,145 @@
+package lease
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+)
+
+// hangDB blocks every call while hung, until the call's ctx ends: a worker
+// cut off from DynamoDB (network partition, stuck connections).
+type hangDB struct {
+	DynamoDBAPI
+	hung atomic.Bool
+}
+
+func (d *hangDB) wait(ctx context.Context) error {
+	if !d.hung.Load() {
+		return nil
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (d *hangDB) Scan(ctx context.Context, in *dynamodb.ScanInput, opts ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error) {
+	if err := d.wait(ctx); err != nil {
+		return nil, err
+	}
+	return d.DynamoDBAPI.Scan(ctx, in, opts...)
+}
+
+func (d *hangDB) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	if err := d.wait(ctx); err != nil {
+		return nil, err
+	}
+	return d.DynamoDBAPI.UpdateItem(ctx, in, opts...)
+}
+
+func (d *hangDB) GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	if err := d.wait(ctx); err != nil {
+		return nil, err
+	}
+	return d.DynamoDBAPI.GetItem(ctx, in, opts...)
+}
+
+func (d *hangDB) PutItem(ctx context.Context, in *dynamodb.PutItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	if err := d.wait(ctx); err != nil {
+		return nil, err
+	}
+	return d.DynamoDBAPI.PutItem(ctx, in, opts...)
+}
+
+func (d *hangDB) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	if err := d.wait(ctx); err != nil {
+		return nil, err
+	}
+	return d.DynamoDBAPI.DeleteItem(ctx, in, opts...)
+}
+
+// stamps records, per shard, when something happened first.
+type stamps struct {
+	mu sync.Mutex
+	at map[string]time.Time
+}
+
+func (s *stamps) mark(shard string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.at == nil {
+		s.at = map[string]time.Time{}
+	}
+	if _, ok := s.at[shard]; !ok {
+		s.at[shard] = time.Now()
+	}
+}
+
+func (s *stamps) get(shard string) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.at[shard]
+	return t, ok
+}
+
+// A worker whose table hangs stops processing each shard by its own clock
+// before another worker can take it: with many leases, the overlap (both
+// processing one shard) stays within a renew interval of scheduling slack,
+// far below the failover time.
+func TestHangingTableStopsBeforeTakeover(t *testing.T) {
+	t.Parallel()
+	real := dynamo(t)
+	hdb := &hangDB{DynamoDBAPI: real}
+	const n = 24
+	ls := newLister(shardIDs(n)...)
+
+	recA := newRecorder()
+	var aStopped stamps
+	recA.behave = func(ctx context.Context, h *Handle) {
+		<-ctx.Done()
+		aStopped.mark(h.ShardID())
+	}
+	a := startWorker(t, hdb, ls, recA, testConfig("hang", "a"))
+	eventually(t, 5*time.Second, "a processes all", func() bool { return len(recA.runningShards()) == n })
+
+	hdb.hung.Store(true)
+	hungAt := time.Now()
+	recB := newRecorder()
+	var bStarted stamps
+	recB.behave = func(ctx context.Context, h *Handle) {
+		bStarted.mark(h.ShardID())
+		<-ctx.Done()
+	}
+	b := startWorker(t, real, ls, recB, testConfig("hang", "b"))
+	eventually(t, 3*testFailover+5*time.Second, "b takes every lease", func() bool { return len(recB.runningShards()) == n })
+
+	var worst time.Duration
+	for _, s := range shardIDs(n) {
+		bt, _ := bStarted.get(s.ID)
+		at, ok := aStopped.get(s.ID)
+		if !ok {
+			at = time.Now() // still processing
+		}
+		if d := at.Sub(bt); d > worst {
+			worst = d
+		}
+	}
+	t.Logf("hung table: a stopped its last shard %s after the hang; worst overlap %s (failover %s)", latest(&aStopped, n).Sub(hungAt), worst, testFailover)
+	if worst > testRenew {
+		t.Errorf("worst overlap %s: a kept processing a shard b had taken (bound: own-clock expiry, slack %s)", worst, testRenew)
+	}
+	_ = a
+	_ = b
+}
+
+func latest(s *stamps, n int) time.Time {
+	var out time.Time
+	for _, sh := range shardIDs(n) {
+		if t, ok := s.get(sh.ID); ok && t.After(out) {
+			out = t
+		}
+	}
+	return out
+}
