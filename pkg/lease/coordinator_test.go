@@ -622,6 +622,8 @@ func TestConfigValidate(t *testing.T) {
 		{"renew >= failover", func(c *Config) { c.RenewInterval = 10 * time.Second }, "lease.renew_interval"},
 		{"bad position", func(c *Config) { c.InitialPosition = "EARLIEST" }, "lease.initial_position"},
 		{"negative max", func(c *Config) { c.MaxLeasesPerWorker = -1 }, "lease.max_leases_per_worker"},
+		{"request timeout above renew", func(c *Config) { c.RequestTimeout = 4 * time.Second }, "APIGW_CONNECTOR_LEASE_REQUEST_TIMEOUT"},
+		{"negative stable scan", func(c *Config) { c.StableScanInterval = -time.Second }, "lease.stable_scan_interval"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -637,7 +639,8 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 	d := Config{TableName: "app", FailoverTime: 9 * time.Second}.withDefaults()
-	if d.RenewInterval != 3*time.Second || d.TakeInterval != time.Second || d.MaxLeasesToSteal != 1 || d.WorkerID == "" {
+	if d.RenewInterval != 3*time.Second || d.TakeInterval != time.Second || d.MaxLeasesToSteal != 1 || d.WorkerID == "" ||
+		d.RequestTimeout != 1800*time.Millisecond || d.StableScanInterval != 18*time.Second {
 		t.Errorf("withDefaults = %+v", d)
 	}
 }
