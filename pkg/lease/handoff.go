@@ -225,8 +225,13 @@ func (c *Coordinator) awaitHandoff(hl *heldLease) bool {
 	t := time.NewTicker(handoffPoll)
 	defer t.Stop()
 	for {
+		// Not on hl.ctx: at shutdown keep waiting (bounded by Shutdown's
+		// ctx) so the release carries the giver's final checkpoint on,
+		// instead of pulling the lease from under the giver's last write.
 		select {
-		case <-hl.ctx.Done():
+		case <-c.runCtx.Done():
+			return false
+		case <-hl.lostCh:
 			return false
 		case <-t.C:
 		}
@@ -271,6 +276,9 @@ func (c *Coordinator) awaitHandoff(hl *heldLease) bool {
 		c.cm.handoffs.WithLabelValues("taker", outcome).Inc()
 		c.log.Info("lease hand-off received", "event", "lease_handoff_received", "shard", hl.key, "from", hl.from,
 			"outcome", outcome, "waited", time.Since(hl.takenAt).Round(time.Millisecond), "checkpoint", l.Checkpoint)
+		if hl.ctx.Err() != nil { // shutting down: Shutdown releases it
+			return false
+		}
 		if l.Ended() {
 			ctx, cancel := context.WithTimeout(c.runCtx, c.cfg.RequestTimeout)
 			c.release(ctx, hl, "shard ended before the hand-off completed")
