@@ -18,6 +18,10 @@ type view struct {
 	// watching: this worker has not yet watched the table for a failover
 	// time, so "not expired" means "not known to be expired": steal nothing.
 	watching bool
+	// handingOff: leases under a hand-off (checkpointOwner set): counted
+	// as their new owner's and never stolen (the KCL 3.x rule); taken only
+	// once expired (the taker died).
+	handingOff []string
 }
 
 // plan decides which leases to take (expired or unowned) and which to steal.
@@ -33,7 +37,7 @@ func plan(v view, rnd *rand.Rand) (take, steal []Lease, target int) {
 		switch {
 		case v.held[l.Key]:
 			workers[v.self]++
-		case v.expired[l.Key]:
+		case v.expired[l.Key]: // even mid-hand-off: its taker died
 			available = append(available, l)
 		default:
 			workers[l.Owner]++
@@ -81,7 +85,7 @@ func plan(v view, rnd *rand.Rand) (take, steal []Lease, target int) {
 	k := min(max(v.maxSteal, 1), need, most-target)
 	var theirs []Lease
 	for _, l := range v.leases {
-		if l.Owner == victim && !v.expired[l.Key] && !v.held[l.Key] {
+		if l.Owner == victim && !v.expired[l.Key] && !v.held[l.Key] && !slices.Contains(v.handingOff, l.Key) {
 			theirs = append(theirs, l)
 		}
 	}

@@ -49,13 +49,14 @@ func (t table) getWithCheckpointOwner(ctx context.Context, key string) (l Lease,
 // a lease the scan shows with another owner is re-read before it is given
 // up). Rows that are not leases (KCL 3.x entityType, no leaseCounter) are
 // skipped.
-func (t table) listLeases(ctx context.Context) ([]Lease, error) {
-	var leases []Lease
+// handingOff maps lease keys under a hand-off to their checkpointOwner.
+func (t table) listLeases(ctx context.Context) (leases []Lease, handingOff map[string]string, err error) {
+	handingOff = map[string]string{}
 	in := &dynamodb.ScanInput{TableName: aws.String(t.name), ConsistentRead: aws.Bool(false)}
 	for {
 		out, err := t.db.Scan(ctx, in)
 		if err != nil {
-			return nil, fmt.Errorf("scan lease table %s: %w", t.name, err)
+			return nil, nil, fmt.Errorf("scan lease table %s: %w", t.name, err)
 		}
 		for _, item := range out.Items {
 			if et, _ := getS(item, handoffAttrEntityType); et != "" && et != "LEASE" {
@@ -66,12 +67,15 @@ func (t table) listLeases(ctx context.Context) ([]Lease, error) {
 			}
 			l, err := leaseFromItem(item)
 			if err != nil {
-				return nil, fmt.Errorf("scan lease table %s: %w", t.name, err)
+				return nil, nil, fmt.Errorf("scan lease table %s: %w", t.name, err)
 			}
 			leases = append(leases, l)
+			if cpo, _ := getS(item, handoffAttrCheckpointOwner); cpo != "" {
+				handingOff[l.Key] = cpo
+			}
 		}
 		if len(out.LastEvaluatedKey) == 0 {
-			return leases, nil
+			return leases, handingOff, nil
 		}
 		in.ExclusiveStartKey = out.LastEvaluatedKey
 	}

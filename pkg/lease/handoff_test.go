@@ -330,3 +330,31 @@ func TestThrottledTableKeepsLeases(t *testing.T) {
 	}
 	_ = errors.Is
 }
+
+// A restarted worker finds a hand-off its earlier process (same worker id)
+// never finished: that processor is gone and its last checkpoint is in the
+// table, so it lets go at once instead of holding the taker back.
+func TestRestartFinishesStaleHandoff(t *testing.T) {
+	t.Parallel()
+	db := dynamo(t)
+	const tbl = "stale_handoff"
+	createTable(t, db, tbl)
+	const shard = "shardId-000000000000"
+	putItems(t, db, tbl, []map[string]types.AttributeValue{{
+		attrKey: strAV(shard), attrCounter: numAV(12), attrCheckpoint: strAV("4959"), attrOwner: strAV("taker"),
+		handoffAttrCheckpointOwner: strAV("w1"),
+	}})
+	cfg := testConfig(tbl, "w1")
+	cfg.FailoverTime, cfg.RenewInterval = 10*time.Second, time.Second // the taker's lease must not expire meanwhile
+	w := startWorker(t, db, newLister(shardIDs(1)...), newRecorder(), cfg)
+	eventually(t, 3*time.Second, "checkpointOwner cleared", func() bool {
+		_, ok := getItem(t, db, tbl, shard)[handoffAttrCheckpointOwner]
+		return !ok
+	})
+	if l := getLease(t, db, tbl, shard); l.Owner != "taker" || l.Checkpoint != "4959" {
+		t.Errorf("lease after clearing the stale hand-off: %+v, want the taker's, checkpoint untouched", l)
+	}
+	if got := w.c.HeldLeases(); len(got) != 0 {
+		t.Errorf("w1 holds %v, want nothing (the lease is the taker's)", got)
+	}
+}

@@ -50,7 +50,7 @@ func (c *Coordinator) takeLoop(ctx context.Context) {
 
 // takeCycle scans once and acts; busy asks for the next scan soon.
 func (c *Coordinator) takeCycle(ctx context.Context) (busy bool, err error) {
-	leases, err := c.tbl.listLeases(ctx)
+	leases, handing, err := c.tbl.listLeases(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
 			c.m.errors.WithLabelValues("scan").Inc()
@@ -92,16 +92,21 @@ func (c *Coordinator) takeCycle(ctx context.Context) (busy bool, err error) {
 	v := view{self: me, expired: map[string]bool{}, held: map[string]bool{},
 		maxHeld: c.cfg.MaxLeasesPerWorker, maxSteal: c.cfg.MaxLeasesToSteal, watching: watching}
 	var suspect []*heldLease
-	var adopt []Lease
+	var adopt, stale []Lease
 	for _, l := range leases {
 		hl, held := c.held[l.Key]
-		_, handing := c.handingOff[l.Key]
+		_, givingIt := c.handingOff[l.Key]
+		if cpo := handing[l.Key]; cpo == me && !givingIt && !held && l.Owner != me && l.Owner != "" {
+			// A hand-off an earlier process with our worker id never
+			// finished: its processor is gone, let the taker start now.
+			stale = append(stale, l)
+		}
 		switch {
 		case held && l.Owner != me:
 			suspect = append(suspect, hl) // stale scan, hand-off request, or lost: re-read
 		case held && !l.Ended():
 			v.held[l.Key] = true
-		case !held && !handing && l.Owner == me && !l.Ended():
+		case !held && !givingIt && l.Owner == me && !l.Ended():
 			// In our name but not held: an earlier process with this worker
 			// id (a restarted container). Its last checkpoint is the last
 			// one written: resume from it now rather than wait for expiry.
@@ -112,6 +117,9 @@ func (c *Coordinator) takeCycle(ctx context.Context) (busy bool, err error) {
 			continue
 		}
 		v.leases = append(v.leases, l)
+		if handing[l.Key] != "" && l.Owner != me {
+			v.handingOff = append(v.handingOff, l.Key)
+		}
 		if l.Owner == "" || now.Sub(observed[l.Key].since) > fo {
 			v.expired[l.Key] = true
 		}
@@ -132,6 +140,11 @@ func (c *Coordinator) takeCycle(ctx context.Context) (busy bool, err error) {
 
 	for _, hl := range suspect {
 		c.verify(ctx, hl)
+	}
+	for _, l := range stale {
+		if err := c.tbl.handoffRelease(ctx, l.Key, me, l.Owner); err == nil {
+			c.log.Info("stale hand-off of an earlier run finished", "event", "lease_handed_off", "shard", l.Key, "to", l.Owner)
+		}
 	}
 	for _, l := range adopt {
 		c.takeLease(ctx, l, false)
