@@ -142,7 +142,22 @@ func (c *Coordinator) Start(ctx context.Context) error {
 		c.abort()
 		return fmt.Errorf("start lease coordinator: %w", err)
 	}
-	if err := c.syncShards(ctx); err != nil {
+	// A first sync failing on a slow call (every call has a short deadline)
+	// is worth a retry or two before the process gives up.
+	var err error
+	for attempt := range 3 {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Duration(attempt) * c.cfg.TakeInterval):
+			}
+		}
+		if err = c.syncShards(ctx); err == nil || ctx.Err() != nil {
+			break
+		}
+		c.log.Warn("first shard sync failed", "attempt", attempt+1, "err", err)
+	}
+	if err != nil {
 		c.abort()
 		return fmt.Errorf("start lease coordinator: %w", err)
 	}

@@ -26,14 +26,23 @@ func (g guardedDB) start(ctx context.Context, op string) (context.Context, conte
 	return context.WithTimeout(ctx, g.timeout)
 }
 
+// controlTimeout bounds table creation and description, at start only: no
+// lease is held then, so a slow control plane costs time, not safety.
+const controlTimeout = 10 * time.Second
+
+func (g guardedDB) startControl(ctx context.Context, op string) (context.Context, context.CancelFunc) {
+	g.calls.WithLabelValues(op).Inc()
+	return context.WithTimeout(ctx, max(g.timeout, controlTimeout))
+}
+
 func (g guardedDB) CreateTable(ctx context.Context, in *dynamodb.CreateTableInput, opts ...func(*dynamodb.Options)) (*dynamodb.CreateTableOutput, error) {
-	ctx, cancel := g.start(ctx, "create_table")
+	ctx, cancel := g.startControl(ctx, "create_table")
 	defer cancel()
 	return g.next.CreateTable(ctx, in, opts...)
 }
 
 func (g guardedDB) DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, opts ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error) {
-	ctx, cancel := g.start(ctx, "describe_table")
+	ctx, cancel := g.startControl(ctx, "describe_table")
 	defer cancel()
 	return g.next.DescribeTable(ctx, in, opts...)
 }
