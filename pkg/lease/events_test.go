@@ -79,3 +79,19 @@ func TestLeaseChangesAreLogEvents(t *testing.T) {
 		}
 	}
 }
+
+// Shard sync can reuse the take loop's last scan while it is fresh.
+func TestRecentLeases(t *testing.T) {
+	t.Parallel()
+	db := dynamo(t)
+	rec := newRecorder()
+	w := startWorker(t, db, newLister(shardIDs(3)...), rec, testConfig("recent", "w1"))
+	eventually(t, 2*time.Second, "processing", func() bool { return len(rec.runningShards()) == 3 })
+	eventually(t, 2*time.Second, "a scan that shows all three", func() bool {
+		ls, ok := w.c.recentLeases(time.Hour)
+		return ok && len(ls) == 3 && ls[0].Key == "shardId-000000000000" && ls[2].Key == "shardId-000000000002"
+	})
+	if _, ok := w.c.recentLeases(-time.Second); ok {
+		t.Error("recentLeases(maxAge < age) = ok, want a stale scan refused")
+	}
+}

@@ -13,9 +13,11 @@ import (
 type Processor interface {
 	// ProcessShard runs in its own goroutine once this worker holds the lease
 	// and every parent shard has reached SHARD_END (or is gone from the table
-	// and the stream). ctx is cancelled when the lease is lost or the
-	// coordinator shuts down: stop fetching, finish in-flight work (final
-	// SaveCheckpoint), and return. Returning without ShardEnded while the
+	// and the stream). ctx is cancelled when the lease is lost, handed over
+	// to another worker, or the coordinator shuts down: stop fetching,
+	// finish in-flight work (final SaveCheckpoint), and return. Lost closes
+	// when writes are no longer allowed: stop at once. A hand-off leaves
+	// about failover_time minus two renew intervals for the final checkpoint. Returning without ShardEnded while the
 	// lease is held releases it, so it is taken again (by any worker) from
 	// its last checkpoint after about one take interval.
 	ProcessShard(ctx context.Context, h *Handle)
