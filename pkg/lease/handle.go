@@ -17,9 +17,10 @@ type Processor interface {
 	// to another worker, or the coordinator shuts down: stop fetching,
 	// finish in-flight work (final SaveCheckpoint), and return. Lost closes
 	// when writes are no longer allowed: stop at once. A hand-off leaves
-	// about failover_time minus two renew intervals for the final checkpoint. Returning without ShardEnded while the
-	// lease is held releases it, so it is taken again (by any worker) from
-	// its last checkpoint after about one take interval.
+	// about failover_time minus two renew intervals for the final
+	// checkpoint. Returning without ShardEnded while the lease is held
+	// releases it, so it is taken again (by any worker) from its last
+	// checkpoint after about one take interval.
 	ProcessShard(ctx context.Context, h *Handle)
 }
 
