@@ -218,7 +218,11 @@ func (c *Coordinator) Shutdown(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	c.state = stateStopped
+	left := slices.Concat(slices.Collect(maps.Values(c.held)), slices.Collect(maps.Values(c.handingOff)))
 	c.mu.Unlock()
+	for _, hl := range left { // abrupt stop, or shutdown cut short: stop their expiry timers too
+		hl.markGone()
+	}
 	if err == nil {
 		<-procsDone
 	}
