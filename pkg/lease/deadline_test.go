@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // hangDB blocks every call while hung, until the call's ctx ends: a worker
@@ -142,4 +143,47 @@ func latest(s *stamps, n int) time.Time {
 		}
 	}
 	return out
+}
+
+// slowDB adds latency to every write once slow is set.
+type slowDB struct {
+	DynamoDBAPI
+	slow atomic.Bool
+}
+
+const slowWrite = 150 * time.Millisecond
+
+func (d *slowDB) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	if d.slow.Load() {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(slowWrite):
+		}
+	}
+	return d.DynamoDBAPI.UpdateItem(ctx, in, opts...)
+}
+
+// Renewals run in parallel: with many leases and a slow (not failing)
+// table, one renew round takes about one call's latency, not the sum
+// (24 x 150ms = 3.6s > the 1.5s failover), so no lease looks expired to
+// another worker and none expires by the holder's clock.
+func TestSlowTableManyLeasesStayRenewed(t *testing.T) {
+	t.Parallel()
+	real := dynamo(t)
+	sdb := &slowDB{DynamoDBAPI: real}
+	const n = 24
+	ls := newLister(shardIDs(n)...)
+	recA := newRecorder()
+	a := startWorker(t, sdb, ls, recA, testConfig("slow_renew", "a"))
+	eventually(t, 5*time.Second, "a processes all", func() bool { return len(recA.runningShards()) == n })
+	sdb.slow.Store(true)
+	b := startWorker(t, real, ls, newRecorder(), testConfig("slow_renew", "b"))
+	time.Sleep(2*testFailover + testRenew)
+	if got := testutil.ToFloat64(b.c.m.taken); got != 0 {
+		t.Errorf("b took %v of a's leases as expired: a's renewals fell behind", got)
+	}
+	if got := testutil.ToFloat64(a.c.m.lost); got != 0 {
+		t.Errorf("a lost_total = %v, want 0 (moves for balance are hand-offs)", got)
+	}
 }
