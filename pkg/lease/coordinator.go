@@ -93,8 +93,10 @@ func NewCoordinator(db DynamoDBAPI, lister ShardLister, proc Processor, cfg Conf
 	if err != nil {
 		return nil, fmt.Errorf("new lease coordinator: register metrics: %w", err)
 	}
+	// Every call below, whoever makes it, gets a deadline and is counted.
+	db = guardedDB{next: db, timeout: cfg.RequestTimeout, calls: cm.ddbCalls}
 	c := &Coordinator{
-		tbl:        table{db: guardedDB{next: db, timeout: cfg.RequestTimeout, calls: cm.ddbCalls}, name: cfg.TableName},
+		tbl:        table{db: db, name: cfg.TableName},
 		cm:         cm,
 		lister:     lister,
 		proc:       proc,
