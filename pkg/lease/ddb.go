@@ -77,6 +77,22 @@ func (g guardedDB) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput,
 	return g.next.DeleteItem(ctx, in, opts...)
 }
 
+// queryAPI is the Query method of *dynamodb.Client (owner index lookups).
+type queryAPI interface {
+	Query(ctx context.Context, in *dynamodb.QueryInput, opts ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+}
+
+// Query passes Query on when the wrapped client has it.
+func (g guardedDB) Query(ctx context.Context, in *dynamodb.QueryInput, opts ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
+	q, ok := g.next.(queryAPI)
+	if !ok {
+		return nil, errors.New("query lease table: the DynamoDB client has no Query")
+	}
+	ctx, cancel := g.start(ctx, "query")
+	defer cancel()
+	return q.Query(ctx, in, opts...)
+}
+
 // isThrottle: DynamoDB refused for capacity or request rate; back off.
 func isThrottle(err error) bool {
 	var ae interface{ ErrorCode() string } // smithy.APIError, without the direct dependency
