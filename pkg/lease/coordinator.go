@@ -68,6 +68,8 @@ type Coordinator struct {
 	lastScanOK time.Time
 	startedAt  time.Time // monotonic: expiry can be judged only after watching FailoverTime
 	lastChange time.Time // a lease of ours was acquired, lost, released or handed over
+
+	goneParents map[string]bool // take loop only: parent leases read gone
 }
 
 type observation struct {
@@ -96,20 +98,21 @@ func NewCoordinator(db DynamoDBAPI, lister ShardLister, proc Processor, cfg Conf
 	// Every call below, whoever makes it, gets a deadline and is counted.
 	db = guardedDB{next: db, timeout: cfg.RequestTimeout, calls: cm.ddbCalls}
 	c := &Coordinator{
-		tbl:        table{db: db, name: cfg.TableName},
-		cm:         cm,
-		lister:     lister,
-		proc:       proc,
-		cfg:        cfg,
-		log:        log.With("table", cfg.TableName, "worker", cfg.WorkerID),
-		rnd:        rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
-		syncNow:    make(chan struct{}, 1),
-		takeNow:    make(chan struct{}, 1),
-		held:       map[string]*heldLease{},
-		handingOff: map[string]*heldLease{},
-		prevDone:   map[string]chan struct{}{},
-		observed:   map[string]observation{},
-		known:      map[string]Lease{},
+		tbl:         table{db: db, name: cfg.TableName},
+		cm:          cm,
+		lister:      lister,
+		proc:        proc,
+		cfg:         cfg,
+		log:         log.With("table", cfg.TableName, "worker", cfg.WorkerID),
+		rnd:         rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		syncNow:     make(chan struct{}, 1),
+		takeNow:     make(chan struct{}, 1),
+		held:        map[string]*heldLease{},
+		handingOff:  map[string]*heldLease{},
+		goneParents: map[string]bool{},
+		prevDone:    map[string]chan struct{}{},
+		observed:    map[string]observation{},
+		known:       map[string]Lease{},
 	}
 	m, err := newMetrics(reg, c)
 	if err != nil {

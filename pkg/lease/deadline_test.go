@@ -2,12 +2,15 @@ package lease
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -185,5 +188,49 @@ func TestSlowTableManyLeasesStayRenewed(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(a.c.m.lost); got != 0 {
 		t.Errorf("a lost_total = %v, want 0 (moves for balance are hand-offs)", got)
+	}
+}
+
+// hideDB leaves one key out of scans: a replica that lags behind.
+type hideDB struct {
+	DynamoDBAPI
+	hide string
+}
+
+func (d *hideDB) Scan(ctx context.Context, in *dynamodb.ScanInput, opts ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error) {
+	out, err := d.DynamoDBAPI.Scan(ctx, in, opts...)
+	if err != nil || aws.ToBool(in.ConsistentRead) {
+		return out, err
+	}
+	kept := out.Items[:0:0]
+	for _, it := range out.Items {
+		if k, _ := getS(it, attrKey); k != d.hide {
+			kept = append(kept, it)
+		}
+	}
+	out.Items = kept
+	return out, nil
+}
+
+// An eventually consistent scan that misses a parent (just created, replica
+// behind) must not let its child start as if the parent were finished.
+func TestMissedParentStillBlocksChild(t *testing.T) {
+	t.Parallel()
+	real := dynamo(t)
+	const tbl = "missed_parent"
+	createTable(t, real, tbl)
+	const p, ch = "shardId-000000000000", "shardId-000000000001"
+	putItems(t, real, tbl, []map[string]types.AttributeValue{
+		{attrKey: strAV(p), attrCounter: numAV(3), attrCheckpoint: strAV("4959"), attrOwner: strAV("other")},
+		{attrKey: strAV(ch), attrCounter: numAV(0), attrCheckpoint: strAV(TrimHorizon), attrParents: &types.AttributeValueMemberSS{Value: []string{p}}},
+	})
+	rec := newRecorder()
+	cfg := testConfig(tbl, "w1")
+	cfg.FailoverTime, cfg.RenewInterval = 10*time.Second, time.Second // the parent's owner stays live
+	w := startWorker(t, &hideDB{DynamoDBAPI: real, hide: p}, newLister(Shard{ID: p}, Shard{ID: ch, ParentShardIDs: []string{p}}), rec, cfg)
+	eventually(t, 2*time.Second, "child held", func() bool { return slices.Contains(w.c.HeldLeases(), ch) })
+	time.Sleep(5 * testTake)
+	if n := rec.startCount(ch); n != 0 {
+		t.Fatalf("child started %d times while its parent (missed by the scan) is not finished", n)
 	}
 }

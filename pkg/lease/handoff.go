@@ -81,6 +81,39 @@ func (t table) listLeases(ctx context.Context) (leases []Lease, handingOff map[s
 	}
 }
 
+// addMissingParents reads, strongly consistent, the parents an eventually
+// consistent scan left out (shard sync creates a parent's lease just before
+// its children's, and a lagging replica may show only the child): a child
+// must not start because its parent looked finished. Parents read gone are
+// remembered in gone, so a cleaned-up parent costs one read, not one per scan.
+func (t table) addMissingParents(ctx context.Context, leases []Lease, gone map[string]bool) ([]Lease, error) {
+	have := make(map[string]bool, len(leases))
+	for _, l := range leases {
+		have[l.Key] = true
+	}
+	for _, l := range leases {
+		for _, p := range l.ParentShardIDs {
+			if have[p] || gone[p] {
+				continue
+			}
+			pl, found, err := t.get(ctx, p)
+			if err != nil {
+				return nil, fmt.Errorf("scan lease table %s: %w", t.name, err)
+			}
+			have[p] = true
+			if !found {
+				if len(gone) > 10000 { // bound memory
+					clear(gone)
+				}
+				gone[p] = true
+				continue
+			}
+			leases = append(leases, pl)
+		}
+	}
+	return leases, nil
+}
+
 // handoffTake asks the owner of l for a hand-off: leaseOwner = me,
 // checkpointOwner = the owner, counter + 1; conditional on the counter and
 // owner read and on no hand-off being under way.

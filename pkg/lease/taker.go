@@ -51,6 +51,9 @@ func (c *Coordinator) takeLoop(ctx context.Context) {
 // takeCycle scans once and acts; busy asks for the next scan soon.
 func (c *Coordinator) takeCycle(ctx context.Context) (busy bool, err error) {
 	leases, handing, err := c.tbl.listLeases(ctx)
+	if err == nil {
+		leases, err = c.tbl.addMissingParents(ctx, leases, c.goneParents)
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			c.m.errors.WithLabelValues("scan").Inc()
