@@ -368,6 +368,7 @@ func TestLostLease(t *testing.T) {
 			cfg := testConfig("lost", "w1")
 			cfg.FailoverTime = 10 * time.Second // no retake during the test
 			cfg.RenewInterval = 300 * time.Millisecond
+			cfg.RequestTimeout = cfg.RenewInterval
 			w := startWorker(t, db, ls, rec, cfg)
 			eventually(t, 2*time.Second, "processing", func() bool { return rec.isRunning(shard) })
 			h := rec.lastHandle(shard)

@@ -154,7 +154,7 @@ type slowDB struct {
 	slow atomic.Bool
 }
 
-const slowWrite = 150 * time.Millisecond
+const slowWrite = 250 * time.Millisecond
 
 func (d *slowDB) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
 	if d.slow.Load() {
@@ -169,20 +169,26 @@ func (d *slowDB) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, o
 
 // Renewals run in parallel: with many leases and a slow (not failing)
 // table, one renew round takes about one call's latency, not the sum
-// (24 x 150ms = 3.6s > the 1.5s failover), so no lease looks expired to
-// another worker and none expires by the holder's clock.
+// (16 x 250ms = 4s > the 3s failover here), so no lease looks expired to
+// another worker and none expires by the holder's clock. (Timings leave
+// room for dynalite, which serves the 16 calls of a round one by one.)
 func TestSlowTableManyLeasesStayRenewed(t *testing.T) {
 	t.Parallel()
 	real := dynamo(t)
 	sdb := &slowDB{DynamoDBAPI: real}
-	const n = 24
+	const n = 16
 	ls := newLister(shardIDs(n)...)
+	cfg := func(id string) Config {
+		c := testConfig("slow_renew", id)
+		c.FailoverTime, c.RenewInterval, c.RequestTimeout = 3*time.Second, time.Second, time.Second
+		return c
+	}
 	recA := newRecorder()
-	a := startWorker(t, sdb, ls, recA, testConfig("slow_renew", "a"))
+	a := startWorker(t, sdb, ls, recA, cfg("a"))
 	eventually(t, 5*time.Second, "a processes all", func() bool { return len(recA.runningShards()) == n })
 	sdb.slow.Store(true)
-	b := startWorker(t, real, ls, newRecorder(), testConfig("slow_renew", "b"))
-	time.Sleep(2*testFailover + testRenew)
+	b := startWorker(t, real, ls, newRecorder(), cfg("b"))
+	time.Sleep(2*3*time.Second + time.Second)
 	if got := testutil.ToFloat64(b.c.m.taken); got != 0 {
 		t.Errorf("b took %v of a's leases as expired: a's renewals fell behind", got)
 	}
