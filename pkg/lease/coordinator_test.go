@@ -29,7 +29,7 @@ func TestTableSchema(t *testing.T) {
 	afterEnd := make(chan error, 1)
 	rec.behave = func(ctx context.Context, h *Handle) {
 		if h.ShardID() == "shardId-000000000000" {
-			if err := h.ShardEnded(ctx, []string{"shardId-000000000001"}); err != nil {
+			if err := retryWrite(func() error { return h.ShardEnded(ctx, []string{"shardId-000000000001"}) }); err != nil {
 				afterEnd <- err
 				return
 			}
@@ -293,7 +293,7 @@ func TestGracefulHandoff(t *testing.T) {
 			return
 		}
 		time.Sleep(2 * testRenew) // in-flight work outlives a renewal or two
-		finalErrs.Store(h, h.SaveCheckpoint(context.Background(), final(h.ShardID())))
+		finalErrs.Store(h, retryWrite(func() error { return h.SaveCheckpoint(context.Background(), final(h.ShardID())) }))
 	}
 	cfg := func(id string) Config {
 		c := testConfig("handoff", id)
@@ -435,7 +435,7 @@ func TestParentsFirst(t *testing.T) {
 			}
 			select {
 			case <-endParent:
-				if err := h.ShardEnded(ctx, []string{c1, c2}); err != nil {
+				if err := retryWrite(func() error { return h.ShardEnded(ctx, []string{c1, c2}) }); err != nil {
 					panic(err)
 				}
 			case <-ctx.Done():
@@ -480,7 +480,7 @@ func TestParentsFirst(t *testing.T) {
 			}
 			select {
 			case <-ch:
-				if err := h.ShardEnded(ctx, []string{c}); err != nil {
+				if err := retryWrite(func() error { return h.ShardEnded(ctx, []string{c}) }); err != nil {
 					panic(err)
 				}
 			case <-ctx.Done():
