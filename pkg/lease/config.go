@@ -32,7 +32,8 @@ type Config struct {
 	StableScanInterval time.Duration `yaml:"stable_scan_interval"`
 	// RequestTimeout bounds every DynamoDB call (the SDK's retries
 	// included), so a hanging table cannot hold a renewal past the lease;
-	// 0 = FailoverTime/5. At most RenewInterval.
+	// 0 = FailoverTime/5. Below FailoverTime; keep it well below
+	// FailoverTime/3 so a failed renewal is retried in time.
 	RequestTimeout time.Duration `yaml:"request_timeout"`
 	// MaxLeasesPerWorker caps how many leases this worker holds; 0 = no cap.
 	MaxLeasesPerWorker int `yaml:"max_leases_per_worker"`
@@ -78,7 +79,7 @@ func (c Config) withDefaults() Config {
 		c.StableScanInterval = max(2*c.FailoverTime, c.TakeInterval)
 	}
 	if c.RequestTimeout == 0 {
-		c.RequestTimeout = min(c.FailoverTime/5, c.RenewInterval)
+		c.RequestTimeout = c.FailoverTime / 5
 	}
 	if c.MaxLeasesToSteal == 0 {
 		c.MaxLeasesToSteal = d.MaxLeasesToSteal
@@ -131,12 +132,11 @@ func (c Config) Validate() error {
 	if c.StableScanInterval < 0 {
 		errs = append(errs, fmt.Errorf("lease.stable_scan_interval must not be negative, got %s: set lease.stable_scan_interval (APIGW_CONNECTOR_LEASE_STABLE_SCAN_INTERVAL; 0 = 2 x failover_time)", c.StableScanInterval))
 	}
-	renew := c.RenewInterval
-	if renew == 0 {
-		renew = fo / 3
-	}
-	if c.RequestTimeout < 0 || c.RequestTimeout > renew {
-		errs = append(errs, fmt.Errorf("lease.request_timeout must be positive and at most lease.renew_interval (%s), got %s: set lease.request_timeout (APIGW_CONNECTOR_LEASE_REQUEST_TIMEOUT; 0 = failover_time/5)", renew, c.RequestTimeout))
+	// Safety does not hang on it (a lease stops FailoverTime after the last
+	// renewal that got through, however long calls take), but a renewal
+	// must be able to fail and be retried before then.
+	if c.RequestTimeout < 0 || c.RequestTimeout >= fo {
+		errs = append(errs, fmt.Errorf("lease.request_timeout must be positive and below lease.failover_time (%s), got %s: set lease.request_timeout (APIGW_CONNECTOR_LEASE_REQUEST_TIMEOUT; 0 = failover_time/5)", fo, c.RequestTimeout))
 	}
 	if c.ShardSyncInterval < 0 {
 		errs = append(errs, fmt.Errorf("lease.shard_sync_interval must not be negative, got %s: set lease.shard_sync_interval (0 = 1m)", c.ShardSyncInterval))

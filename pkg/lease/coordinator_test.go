@@ -368,7 +368,6 @@ func TestLostLease(t *testing.T) {
 			cfg := testConfig("lost", "w1")
 			cfg.FailoverTime = 10 * time.Second // no retake during the test
 			cfg.RenewInterval = 300 * time.Millisecond
-			cfg.RequestTimeout = cfg.RenewInterval
 			w := startWorker(t, db, ls, rec, cfg)
 			eventually(t, 2*time.Second, "processing", func() bool { return rec.isRunning(shard) })
 			h := rec.lastHandle(shard)
@@ -630,7 +629,7 @@ func TestConfigValidate(t *testing.T) {
 		{"renew >= failover", func(c *Config) { c.RenewInterval = 10 * time.Second }, "lease.renew_interval"},
 		{"bad position", func(c *Config) { c.InitialPosition = "EARLIEST" }, "lease.initial_position"},
 		{"negative max", func(c *Config) { c.MaxLeasesPerWorker = -1 }, "lease.max_leases_per_worker"},
-		{"request timeout above renew", func(c *Config) { c.RequestTimeout = 4 * time.Second }, "APIGW_CONNECTOR_LEASE_REQUEST_TIMEOUT"},
+		{"request timeout not below failover", func(c *Config) { c.RequestTimeout = 10 * time.Second }, "APIGW_CONNECTOR_LEASE_REQUEST_TIMEOUT"},
 		{"negative stable scan", func(c *Config) { c.StableScanInterval = -time.Second }, "lease.stable_scan_interval"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

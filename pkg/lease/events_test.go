@@ -47,7 +47,6 @@ func TestLeaseChangesAreLogEvents(t *testing.T) {
 	cfg := testConfig("events", "w1")
 	cfg.FailoverTime = 10 * time.Second
 	cfg.RenewInterval = 300 * time.Millisecond
-	cfg.RequestTimeout = cfg.RenewInterval
 	rec := newRecorder()
 	c, err := NewCoordinator(db, newLister(shardIDs(2)...), rec, cfg, prometheus.NewRegistry(), slog.New(h))
 	if err != nil {

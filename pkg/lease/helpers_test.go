@@ -158,7 +158,7 @@ func testConfig(table, id string) Config {
 	cfg.ShardSyncInterval = time.Second
 	// failover/5 (300ms) is too tight for dynalite on a loaded 2-core box:
 	// timeouts there would expire leases no test meant to lose.
-	cfg.RequestTimeout = testRenew
+	cfg.RequestTimeout = time.Second
 	return cfg
 }
 

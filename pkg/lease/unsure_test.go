@@ -45,7 +45,6 @@ func TestUnansweredRenewalDoesNotLoseTheLease(t *testing.T) {
 	cfg := testConfig("unsure", "w1")
 	cfg.FailoverTime = 10 * time.Second
 	cfg.RenewInterval = 200 * time.Millisecond
-	cfg.RequestTimeout = cfg.RenewInterval
 	w := startWorker(t, db, newLister(shardIDs(1)...), rec, cfg)
 	eventually(t, 2*time.Second, "processing", func() bool { return rec.isRunning(shard) })
 	h := rec.lastHandle(shard)
@@ -83,7 +82,6 @@ func TestReleaseAfterUnansweredRenewal(t *testing.T) {
 	cfg := testConfig("unsure_release", "w1")
 	cfg.FailoverTime = 10 * time.Second
 	cfg.RenewInterval = 200 * time.Millisecond
-	cfg.RequestTimeout = cfg.RenewInterval
 	w := startWorker(t, db, newLister(shardIDs(1)...), rec, cfg)
 	eventually(t, 2*time.Second, "processing", func() bool { return rec.isRunning(shard) })
 	db.dropAll.Store(true)
