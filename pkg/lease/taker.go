@@ -11,7 +11,8 @@ import (
 //
 // Scans are eventually consistent and adaptive: every TakeInterval while
 // there is something to do (just started, below target with something to
-// take, a lease of ours changed hands lately, a hand-off under way), every
+// take, a lease of ours changed hands lately, a hand-off under way, another
+// worker's lease missed its renewal), every
 // StableScanInterval (jittered) when balanced and stable, and backing off up
 // to StableScanInterval after failures (throttling), while renewals go on.
 
@@ -96,6 +97,7 @@ func (c *Coordinator) takeCycle(ctx context.Context) (busy bool, err error) {
 		maxHeld: c.cfg.MaxLeasesPerWorker, maxSteal: c.cfg.MaxLeasesToSteal, watching: watching}
 	var suspect []*heldLease
 	var adopt, stale []Lease
+	suspicious := false
 	for _, l := range leases {
 		hl, held := c.held[l.Key]
 		_, givingIt := c.handingOff[l.Key]
@@ -123,8 +125,15 @@ func (c *Coordinator) takeCycle(ctx context.Context) (busy bool, err error) {
 		if handing[l.Key] != "" && l.Owner != me {
 			v.handingOff = append(v.handingOff, l.Key)
 		}
-		if l.Owner == "" || now.Sub(observed[l.Key].since) > fo {
+		age := now.Sub(observed[l.Key].since)
+		if l.Owner == "" || age > fo {
 			v.expired[l.Key] = true
+		}
+		// Its owner missed a renewal: keep scanning fast until the lease
+		// expires (and is taken), so a crash is noticed within about a
+		// failover time whenever this worker already scans fast.
+		if l.Owner != me && l.Owner != "" && age > c.cfg.RenewInterval+c.cfg.TakeInterval && age <= fo+2*c.cfg.TakeInterval {
+			suspicious = true
 		}
 	}
 	for _, hl := range suspect {
@@ -138,7 +147,8 @@ func (c *Coordinator) takeCycle(ctx context.Context) (busy bool, err error) {
 		(watching && len(v.held) < target) ||
 		now.Sub(c.startedAt) < 2*fo ||
 		now.Sub(c.lastChange) < fo ||
-		len(c.handingOff) > 0
+		len(c.handingOff) > 0 ||
+		suspicious
 	c.mu.Unlock()
 
 	for _, hl := range suspect {
