@@ -15,13 +15,21 @@ type view struct {
 	held     map[string]bool // leases this worker holds (its own record, not the scan's)
 	maxHeld  int             // 0 = no cap
 	maxSteal int
+	// watching: this worker has not yet watched the table for a failover
+	// time, so "not expired" means "not known to be expired": steal nothing.
+	watching bool
+	// handingOff: leases under a hand-off (checkpointOwner set): counted
+	// as their new owner's and never stolen (the KCL 3.x rule); taken only
+	// once expired (the taker died).
+	handingOff []string
 }
 
 // plan decides which leases to take (expired or unowned) and which to steal.
 // target = ceil(leases / workers), workers = distinct owners of unexpired
 // leases plus self, capped by maxHeld. Expired leases come first; stealing
 // happens only when none are left, from the most loaded worker, at most
-// maxSteal leases, and never leaves that worker below target.
+// maxSteal leases, and never leaves that worker below target, and never
+// while watching. SHARD_END leases are not in v.leases: never balanced.
 func plan(v view, rnd *rand.Rand) (take, steal []Lease, target int) {
 	workers := map[string]int{v.self: 0}
 	var available []Lease
@@ -29,7 +37,7 @@ func plan(v view, rnd *rand.Rand) (take, steal []Lease, target int) {
 		switch {
 		case v.held[l.Key]:
 			workers[v.self]++
-		case v.expired[l.Key]:
+		case v.expired[l.Key]: // even mid-hand-off: its taker died
 			available = append(available, l)
 		default:
 			workers[l.Owner]++
@@ -55,6 +63,9 @@ func plan(v view, rnd *rand.Rand) (take, steal []Lease, target int) {
 		return available[:min(need, len(available))], nil, target
 	}
 
+	if v.watching {
+		return nil, nil, target
+	}
 	var victim string
 	most := 0
 	owners := make([]string, 0, len(workers))
@@ -74,7 +85,7 @@ func plan(v view, rnd *rand.Rand) (take, steal []Lease, target int) {
 	k := min(max(v.maxSteal, 1), need, most-target)
 	var theirs []Lease
 	for _, l := range v.leases {
-		if l.Owner == victim && !v.expired[l.Key] && !v.held[l.Key] {
+		if l.Owner == victim && !v.expired[l.Key] && !v.held[l.Key] && !slices.Contains(v.handingOff, l.Key) {
 			theirs = append(theirs, l)
 		}
 	}

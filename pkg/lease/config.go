@@ -22,8 +22,19 @@ type Config struct {
 	FailoverTime time.Duration `yaml:"failover_time"`
 	// RenewInterval between renewals of held leases; 0 = FailoverTime/3.
 	RenewInterval time.Duration `yaml:"renew_interval"`
-	// TakeInterval between scans for expired, unowned and stealable leases.
+	// TakeInterval between scans for expired, unowned and stealable leases
+	// while something is to be done (below target, just started, a lease
+	// changed hands); see StableScanInterval.
 	TakeInterval time.Duration `yaml:"take_interval"`
+	// StableScanInterval between scans while this worker is balanced and
+	// nothing changed; 0 = 2 x FailoverTime, as the Java KCL's taker. A
+	// crashed worker's leases are noticed up to this much later.
+	StableScanInterval time.Duration `yaml:"stable_scan_interval"`
+	// RequestTimeout bounds every DynamoDB call (the SDK's retries
+	// included), so a hanging table cannot hold a renewal past the lease;
+	// 0 = FailoverTime/5. Below FailoverTime; keep it well below
+	// FailoverTime/3 so a failed renewal is retried in time.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
 	// MaxLeasesPerWorker caps how many leases this worker holds; 0 = no cap.
 	MaxLeasesPerWorker int `yaml:"max_leases_per_worker"`
 	// MaxLeasesToSteal per take cycle from the most loaded worker.
@@ -63,6 +74,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TakeInterval == 0 {
 		c.TakeInterval = d.TakeInterval
+	}
+	if c.StableScanInterval == 0 {
+		c.StableScanInterval = max(2*c.FailoverTime, c.TakeInterval)
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = c.FailoverTime / 5
 	}
 	if c.MaxLeasesToSteal == 0 {
 		c.MaxLeasesToSteal = d.MaxLeasesToSteal
@@ -111,6 +128,15 @@ func (c Config) Validate() error {
 	}
 	if c.TakeInterval < 0 {
 		errs = append(errs, fmt.Errorf("lease.take_interval must not be negative, got %s: set lease.take_interval (0 = 1s)", c.TakeInterval))
+	}
+	if c.StableScanInterval < 0 {
+		errs = append(errs, fmt.Errorf("lease.stable_scan_interval must not be negative, got %s: set lease.stable_scan_interval (APIGW_CONNECTOR_LEASE_STABLE_SCAN_INTERVAL; 0 = 2 x failover_time)", c.StableScanInterval))
+	}
+	// Safety does not hang on it (a lease stops FailoverTime after the last
+	// renewal that got through, however long calls take), but a renewal
+	// must be able to fail and be retried before then.
+	if c.RequestTimeout < 0 || c.RequestTimeout >= fo {
+		errs = append(errs, fmt.Errorf("lease.request_timeout must be positive and below lease.failover_time (%s), got %s: set lease.request_timeout (APIGW_CONNECTOR_LEASE_REQUEST_TIMEOUT; 0 = failover_time/5)", fo, c.RequestTimeout))
 	}
 	if c.ShardSyncInterval < 0 {
 		errs = append(errs, fmt.Errorf("lease.shard_sync_interval must not be negative, got %s: set lease.shard_sync_interval (0 = 1m)", c.ShardSyncInterval))

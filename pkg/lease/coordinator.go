@@ -43,6 +43,7 @@ type Coordinator struct {
 	cfg    Config
 	log    *slog.Logger
 	m      *metrics
+	cm     *coordMetrics
 	rnd    *rand.Rand // take loop only
 
 	syncNow chan struct{}
@@ -60,10 +61,15 @@ type Coordinator struct {
 	procCtx    context.Context    // parent of every processor's ctx
 	procCancel context.CancelFunc
 	held       map[string]*heldLease
+	handingOff map[string]*heldLease    // leases we hand over: processor settling, checkpointOwner = us
 	prevDone   map[string]chan struct{} // processors of leases no longer held, by key
 	observed   map[string]observation   // per lease: counter/owner and when first seen so
 	known      map[string]Lease         // last scan, updated locally on SHARD_END
 	lastScanOK time.Time
+	startedAt  time.Time // monotonic: expiry can be judged only after watching FailoverTime
+	lastChange time.Time // a lease of ours was acquired, lost, released or handed over
+
+	goneParents map[string]bool // take loop only: parent leases read gone
 }
 
 type observation struct {
@@ -85,19 +91,28 @@ func NewCoordinator(db DynamoDBAPI, lister ShardLister, proc Processor, cfg Conf
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	cm, err := newCoordMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("new lease coordinator: register metrics: %w", err)
+	}
+	// Every call below, whoever makes it, gets a deadline and is counted.
+	db = guardedDB{next: db, timeout: cfg.RequestTimeout, calls: cm.ddbCalls}
 	c := &Coordinator{
-		tbl:      table{db: db, name: cfg.TableName},
-		lister:   lister,
-		proc:     proc,
-		cfg:      cfg,
-		log:      log.With("table", cfg.TableName, "worker", cfg.WorkerID),
-		rnd:      rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
-		syncNow:  make(chan struct{}, 1),
-		takeNow:  make(chan struct{}, 1),
-		held:     map[string]*heldLease{},
-		prevDone: map[string]chan struct{}{},
-		observed: map[string]observation{},
-		known:    map[string]Lease{},
+		tbl:         table{db: db, name: cfg.TableName},
+		cm:          cm,
+		lister:      lister,
+		proc:        proc,
+		cfg:         cfg,
+		log:         log.With("table", cfg.TableName, "worker", cfg.WorkerID),
+		rnd:         rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		syncNow:     make(chan struct{}, 1),
+		takeNow:     make(chan struct{}, 1),
+		held:        map[string]*heldLease{},
+		handingOff:  map[string]*heldLease{},
+		goneParents: map[string]bool{},
+		prevDone:    map[string]chan struct{}{},
+		observed:    map[string]observation{},
+		known:       map[string]Lease{},
 	}
 	m, err := newMetrics(reg, c)
 	if err != nil {
@@ -123,6 +138,7 @@ func (c *Coordinator) Start(ctx context.Context) error {
 		return errors.New("start lease coordinator: already started")
 	}
 	c.state = stateRunning
+	c.startedAt = time.Now()
 	c.runCtx, c.runCancel = context.WithCancel(ctx)
 	c.procCtx, c.procCancel = context.WithCancel(c.runCtx)
 	c.mu.Unlock()
@@ -132,7 +148,22 @@ func (c *Coordinator) Start(ctx context.Context) error {
 		c.abort()
 		return fmt.Errorf("start lease coordinator: %w", err)
 	}
-	if err := c.syncShards(ctx); err != nil {
+	// A first sync failing on a slow call (every call has a short deadline)
+	// is worth a retry or two before the process gives up.
+	var err error
+	for attempt := range 3 {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Duration(attempt) * c.cfg.TakeInterval):
+			}
+		}
+		if err = c.syncShards(ctx); err == nil || ctx.Err() != nil {
+			break
+		}
+		c.log.Warn("first shard sync failed", "attempt", attempt+1, "err", err)
+	}
+	if err != nil {
 		c.abort()
 		return fmt.Errorf("start lease coordinator: %w", err)
 	}
@@ -146,7 +177,8 @@ func (c *Coordinator) Start(ctx context.Context) error {
 	c.loopWG.Add(2)
 	go c.takeLoop(loopCtx)
 	go c.syncLoop(loopCtx)
-	c.log.Info("lease coordinator started", "failover_time", c.cfg.FailoverTime, "take_interval", c.cfg.TakeInterval)
+	c.log.Info("lease coordinator started", "failover_time", c.cfg.FailoverTime, "take_interval", c.cfg.TakeInterval,
+		"stable_scan_interval", c.cfg.StableScanInterval, "request_timeout", c.cfg.RequestTimeout)
 	return nil
 }
 
@@ -192,7 +224,11 @@ func (c *Coordinator) Shutdown(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	c.state = stateStopped
+	left := slices.Concat(slices.Collect(maps.Values(c.held)), slices.Collect(maps.Values(c.handingOff)))
 	c.mu.Unlock()
+	for _, hl := range left { // abrupt stop, or shutdown cut short: stop their expiry timers too
+		hl.markGone()
+	}
 	if err == nil {
 		<-procsDone
 	}
@@ -220,57 +256,68 @@ func (c *Coordinator) heldNow() []*heldLease {
 // release clears our ownership; afterwards the handle never writes.
 func (c *Coordinator) release(ctx context.Context, hl *heldLease, why string) {
 	hl.mu.Lock()
-	if hl.lost {
+	if hl.gone.Load() {
 		hl.mu.Unlock()
 		return
 	}
-	hl.lost = true
 	err := c.tbl.release(ctx, hl.key, hl.counter, c.cfg.WorkerID)
+	// A renewal cancelled at shutdown (or timed out) may have landed and
+	// moved the counter; or a hand-off was asked meanwhile: check before
+	// calling the lease lost.
+	if isConditionalFailure(err) && c.reconcileLocked(ctx, hl) {
+		if hl.handingTo != "" {
+			err = c.tbl.handoffRelease(ctx, hl.key, c.cfg.WorkerID, hl.handingTo)
+		} else {
+			err = c.tbl.release(ctx, hl.key, hl.counter, c.cfg.WorkerID)
+		}
+	}
+	handedTo := hl.handingTo
+	gone := hl.markGone() // before unlocking: no write may slip in after ours
 	hl.mu.Unlock()
-	close(hl.lostCh)
-	hl.cancel()
+	if !gone {
+		return // expired meanwhile, already reported
+	}
 	c.forget(hl)
 	switch {
+	case err == nil && handedTo != "":
+		c.cm.handoffs.WithLabelValues("giver", "clean").Inc()
+		c.log.Info("lease handed off", "event", "lease_handed_off", "shard", hl.key, "to", handedTo, "reason", why)
 	case err == nil:
 		c.m.released.Inc()
-		c.log.Info("lease released", "shard", hl.key, "reason", why)
+		c.log.Info("lease released", "event", "lease_released", "shard", hl.key, "reason", why)
 	case isConditionalFailure(err):
 		c.m.conditionalFailure.WithLabelValues("release").Inc()
 		c.m.lost.Inc()
-		c.log.Warn("lease lost before release", "shard", hl.key, "reason", why)
+		c.log.Warn("lease lost before release", "event", "lease_lost", "shard", hl.key, "reason", why)
 	default:
 		c.m.errors.WithLabelValues("release").Inc()
-		c.log.Warn("release lease failed; it will expire", "shard", hl.key, "reason", why, "err", err)
+		c.log.Warn("release lease failed; it will expire", "event", "lease_release_failed", "shard", hl.key, "reason", why, "err", err)
 	}
 }
 
-// loseLease drops a lease another worker changed (or that we could not
-// renew in time): cancel its processor at once, never write again.
+// loseLease drops a lease another worker changed (or that expired by our
+// own clock): cancel its processor and close Lost at once, never write again.
 func (c *Coordinator) loseLease(hl *heldLease, why string) {
-	hl.mu.Lock()
-	if hl.lost {
-		hl.mu.Unlock()
+	if !hl.markGone() {
 		return
 	}
-	hl.lost = true
-	hl.mu.Unlock()
-	close(hl.lostCh)
-	hl.cancel()
 	c.forget(hl)
 	c.m.lost.Inc()
-	c.log.Warn("lease lost", "shard", hl.key, "reason", why)
+	c.log.Warn("lease lost", "event", "lease_lost", "shard", hl.key, "reason", why)
 }
 
 func (c *Coordinator) forget(hl *heldLease) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.held[hl.key] == hl {
+	if c.held[hl.key] == hl || c.handingOff[hl.key] == hl {
 		delete(c.held, hl.key)
+		delete(c.handingOff, hl.key)
 		if hl.done != nil {
 			c.prevDone[hl.key] = hl.done
 		}
 	}
-	c.m.held.Set(float64(len(c.held)))
+	c.lastChange = time.Now()
+	c.m.held.Set(float64(len(c.held))) // lastChange: the take loop scans fast for a while
 }
 
 // Ready reports whether the coordinator runs and its last table scan
@@ -281,7 +328,8 @@ func (c *Coordinator) Ready() bool {
 	if c.state != stateRunning || c.runCtx.Err() != nil || c.lastScanOK.IsZero() {
 		return false
 	}
-	return time.Since(c.lastScanOK) < max(c.cfg.FailoverTime, 3*c.cfg.TakeInterval)
+	// Scans are StableScanInterval apart when nothing changes.
+	return time.Since(c.lastScanOK) < c.cfg.StableScanInterval+max(c.cfg.FailoverTime, 3*c.cfg.TakeInterval)
 }
 
 // HeldLeases returns the keys of the leases this worker holds, sorted.

@@ -41,28 +41,40 @@ func (c *Coordinator) startLocked(hl *heldLease) {
 			select {
 			case <-prev:
 			case <-hl.ctx.Done():
+				c.afterProcess(hl)
 				return
 			}
 		}
-		if hl.ctx.Err() != nil {
+		if hl.from != "" && !c.awaitHandoff(hl) {
+			c.afterProcess(hl)
 			return
 		}
-		c.proc.ProcessShard(hl.ctx, hl.handle)
+		if hl.ctx.Err() == nil {
+			c.proc.ProcessShard(hl.ctx, hl.handle)
+		}
 		c.afterProcess(hl)
 	}()
 }
 
-// afterProcess releases a lease whose processor returned while we hold it:
-// at SHARD_END nobody needs it any more; otherwise the processor gave up and
-// the lease is retaken from its checkpoint on a later take cycle.
+// afterProcess runs when a processor returned (or never ran). Handing the
+// lease over: let the taker start. Otherwise, while we hold the lease,
+// release it: at SHARD_END nobody needs it any more; else the processor
+// gave up and the lease is retaken from its checkpoint on a later take cycle.
 func (c *Coordinator) afterProcess(hl *heldLease) {
-	if c.procCtx.Err() != nil { // shutting down (Shutdown releases) or abrupt stop
+	hl.mu.Lock()
+	if hl.handingTo != "" {
+		ctx, cancel := context.WithTimeout(c.runCtx, c.cfg.RequestTimeout)
+		c.finishHandoffLocked(ctx, hl)
+		cancel()
+		hl.mu.Unlock()
 		return
 	}
-	hl.mu.Lock()
-	lost, ended := hl.lost, hl.ended
+	gone, ended := hl.gone.Load(), hl.ended
 	hl.mu.Unlock()
-	if lost {
+	if gone || c.procCtx.Err() != nil { // lost, or shutting down (Shutdown releases) or abrupt stop
+		return
+	}
+	if hl.ctx.Err() != nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.runCtx, c.cfg.RenewInterval)

@@ -2,10 +2,15 @@ package lease
 
 import (
 	"context"
+	"sync"
 	"time"
 )
 
 // Renewer: keeps held leases alive.
+
+// renewParallelism bounds concurrent renewals: enough that a worker with
+// hundreds of leases renews them all well within one request timeout.
+const renewParallelism = 32
 
 func (c *Coordinator) renewLoop(ctx context.Context) {
 	defer c.renewWG.Done()
@@ -21,33 +26,48 @@ func (c *Coordinator) renewLoop(ctx context.Context) {
 	}
 }
 
+// renewAll renews every held lease in parallel: one slow or hanging call
+// must not delay the others past their expiry.
 func (c *Coordinator) renewAll(ctx context.Context) {
+	sem := make(chan struct{}, renewParallelism)
+	var wg sync.WaitGroup
 	for _, hl := range c.heldNow() {
-		if ctx.Err() != nil {
-			return
+		select {
+		case <-ctx.Done():
+		case sem <- struct{}{}:
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				c.renew(ctx, hl)
+			}()
 		}
-		c.renew(ctx, hl)
 	}
+	wg.Wait()
 }
 
 func (c *Coordinator) renew(ctx context.Context, hl *heldLease) {
-	rctx, cancel := context.WithTimeout(ctx, c.cfg.RenewInterval)
-	defer cancel()
 	hl.mu.Lock()
-	if hl.lost {
+	if hl.gone.Load() || hl.handingTo != "" {
 		hl.mu.Unlock()
 		return
 	}
-	err := c.tbl.renew(rctx, hl.key, hl.counter, c.cfg.WorkerID)
-	if isConditionalFailure(err) && c.reconcileLocked(rctx, hl) {
-		err = c.tbl.renew(rctx, hl.key, hl.counter, c.cfg.WorkerID)
+	sent := time.Now()
+	err := c.tbl.renew(ctx, hl.key, hl.counter, c.cfg.WorkerID)
+	if isConditionalFailure(err) && c.reconcileLocked(ctx, hl) {
+		if hl.handingTo != "" { // a hand-off began: the lease is the taker's now
+			c.finishIfIdleLocked(ctx, hl)
+			hl.mu.Unlock()
+			return
+		}
+		sent = time.Now()
+		err = c.tbl.renew(ctx, hl.key, hl.counter, c.cfg.WorkerID)
 	}
 	noteUnsureLocked(hl, err)
-	if err == nil {
+	if err == nil && !hl.gone.Load() {
 		hl.counter++
-		hl.lastRenew = time.Now()
+		c.provenLocked(hl, sent)
 	}
-	sinceRenew := time.Since(hl.lastRenew)
 	hl.mu.Unlock()
 	switch {
 	case err == nil:
@@ -57,12 +77,9 @@ func (c *Coordinator) renew(ctx context.Context, hl *heldLease) {
 		c.loseLease(hl, "renewal refused: another worker changed the lease")
 	case ctx.Err() != nil:
 	default:
+		// Throttled or timed out: keep trying; the expiry timer stops the
+		// processor FailoverTime after the last renewal that got through.
 		c.m.errors.WithLabelValues("renew").Inc()
-		c.log.Warn("renew lease failed", "shard", hl.key, "err", err)
-		// Others count expiry from when they saw our last renewal; give up
-		// a renewal period early so we stop before they may take it.
-		if sinceRenew > c.cfg.FailoverTime-c.cfg.RenewInterval {
-			c.loseLease(hl, "renewals failing for "+sinceRenew.Round(time.Millisecond).String())
-		}
+		c.log.Warn("renew lease failed", "shard", hl.key, "throttled", isThrottle(err), "err", err)
 	}
 }

@@ -28,11 +28,18 @@ func NewLogger(c LogConfig, w io.Writer) *slog.Logger {
 	return slog.New(h)
 }
 
+// EventKey marks a record as a state change (a lease taken, lost, released
+// or handed off): rare, and each one matters to whoever reconstructs what
+// happened, so the rate limiter never drops it whatever its level. Packages
+// that must not import telemetry (pkg/lease) use the same literal key.
+const EventKey = "event"
+
 // RateLimitHandler writes a given (level, message) at most once per interval.
 // Bad input can arrive thousands of times a second; logging each one would
 // drown the useful lines and cost more CPU than processing. The first
 // occurrence is written with its full context; later ones within the interval
-// are counted and reported as "suppressed" on the next one written.
+// are counted and reported as "suppressed" on the next one written. Records
+// with an EventKey attribute are always written.
 type RateLimitHandler struct {
 	next     slog.Handler
 	interval time.Duration
@@ -67,8 +74,8 @@ func (h *RateLimitHandler) Enabled(ctx context.Context, l slog.Level) bool {
 
 // Handle implements slog.Handler.
 func (h *RateLimitHandler) Handle(ctx context.Context, r slog.Record) error {
-	// Info and below are lifecycle lines: never suppressed.
-	if r.Level < slog.LevelWarn {
+	// Info and below are lifecycle lines, events are state changes: never suppressed.
+	if r.Level < slog.LevelWarn || isEvent(r) {
 		return h.next.Handle(ctx, r)
 	}
 	k := rateKey{r.Level, r.Message}
@@ -95,6 +102,15 @@ func (h *RateLimitHandler) Handle(ctx context.Context, r slog.Record) error {
 		r.AddAttrs(slog.Int("suppressed", suppressed))
 	}
 	return h.next.Handle(ctx, r)
+}
+
+func isEvent(r slog.Record) bool {
+	found := false
+	r.Attrs(func(a slog.Attr) bool {
+		found = a.Key == EventKey
+		return !found
+	})
+	return found
 }
 
 // WithAttrs implements slog.Handler; derived handlers share the rate state.

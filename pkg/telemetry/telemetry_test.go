@@ -136,3 +136,30 @@ func TestConfigMessagesNameTheVariable(t *testing.T) {
 		}
 	}
 }
+
+// State changes (a lease lost, taken, handed off) are rare and each one
+// matters: records carrying the event attribute are never suppressed.
+func TestRateLimitHandlerNeverSuppressesEvents(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	now := time.Unix(0, 0)
+	log := slog.New(NewRateLimitHandler(slog.NewJSONHandler(&buf, nil), 10*time.Second, func() time.Time { return now }))
+	for i := range 5 {
+		log.Warn("lease lost", EventKey, "lease_lost", "shard", i)
+	}
+	log.Warn("lease lost") // without the attribute: rate-limited as before
+	log.Warn("lease lost")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 6 {
+		t.Fatalf("got %d lines, want 6 (5 events + 1 plain):\n%s", len(lines), buf.String())
+	}
+	for _, l := range lines[:5] {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m[EventKey] != "lease_lost" || m["suppressed"] != nil {
+			t.Errorf("event line %v: want %s=lease_lost and no suppressed count", m, EventKey)
+		}
+	}
+}
