@@ -156,7 +156,7 @@ func (c *Coordinator) deleteLease(ctx context.Context, l Lease) error {
 		return c.tbl.deleteUnchanged(ctx, l)
 	}
 	hl.mu.Lock()
-	if hl.lost {
+	if hl.gone.Load() {
 		hl.mu.Unlock()
 		return c.tbl.deleteUnchanged(ctx, l)
 	}
