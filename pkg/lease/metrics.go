@@ -32,8 +32,8 @@ func newMetrics(reg prometheus.Registerer, c *Coordinator) (*metrics, error) {
 	m := &metrics{
 		held:     prometheus.NewGauge(prometheus.GaugeOpts(opts("held", "Leases this worker holds."))),
 		taken:    prometheus.NewCounter(prometheus.CounterOpts(opts("taken_total", "Expired or unowned leases taken."))),
-		stolen:   prometheus.NewCounter(prometheus.CounterOpts(opts("stolen_total", "Leases stolen from more loaded workers."))),
-		lost:     prometheus.NewCounter(prometheus.CounterOpts(opts("lost_total", "Held leases lost to another worker or to failing renewals."))),
+		stolen:   prometheus.NewCounter(prometheus.CounterOpts(opts("stolen_total", "Leases asked from more loaded workers by hand-off (planned moves)."))),
+		lost:     prometheus.NewCounter(prometheus.CounterOpts(opts("lost_total", "Held leases lost to another worker or to failing renewals (not planned hand-offs)."))),
 		released: prometheus.NewCounter(prometheus.CounterOpts(opts("released_total", "Leases released (shutdown, shard end, processor return)."))),
 		renewals: prometheus.NewCounter(prometheus.CounterOpts(opts("renewals_total", "Successful lease renewals."))),
 		conditionalFailure: prometheus.NewCounterVec(prometheus.CounterOpts(opts("conditional_failures_total",

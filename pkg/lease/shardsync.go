@@ -39,10 +39,13 @@ func (c *Coordinator) syncShards(ctx context.Context) error {
 		c.m.errors.WithLabelValues("list_shards").Inc()
 		return fmt.Errorf("sync shards: list shards: %w", err)
 	}
-	leases, err := c.tbl.scan(ctx)
-	if err != nil {
-		c.m.errors.WithLabelValues("scan").Inc()
-		return fmt.Errorf("sync shards: %w", err)
+	// The take loop's last scan serves when it is fresh: one scan fewer.
+	leases, ok := c.recentLeases(c.cfg.TakeInterval)
+	if !ok {
+		if leases, err = c.tbl.scan(ctx); err != nil {
+			c.m.errors.WithLabelValues("scan").Inc()
+			return fmt.Errorf("sync shards: %w", err)
+		}
 	}
 	leased := make(map[string]Lease, len(leases))
 	for _, l := range leases {

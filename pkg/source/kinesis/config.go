@@ -50,6 +50,12 @@ type Config struct {
 	MaxRecords int `yaml:"max_records"`
 	// ShardSyncInterval is how often the shard list is compared with the lease table.
 	ShardSyncInterval time.Duration `yaml:"shard_sync_interval"`
+	// LeaseRequestTimeout bounds every lease-table call (0: failover_time / 5);
+	// it must stay below failover_time.
+	LeaseRequestTimeout time.Duration `yaml:"lease_request_timeout"`
+	// StableScanInterval is how often a balanced worker scans the lease table
+	// (0: 2 x failover_time, like the Java KCL's taker).
+	StableScanInterval time.Duration `yaml:"stable_scan_interval"`
 	// CheckpointInterval is how often a shard's settled position is written to the lease table.
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
 	// ShutdownGrace bounds how long in-flight calls may take to settle when a shard stops.
@@ -128,6 +134,12 @@ func (c Config) Validate() error {
 	}
 	if c.ShardSyncInterval < time.Second {
 		bad("shard_sync_interval", "must be at least 1s, got %s", c.ShardSyncInterval)
+	}
+	if c.LeaseRequestTimeout < 0 || (c.LeaseRequestTimeout > 0 && c.LeaseRequestTimeout >= c.FailoverTime) {
+		bad("lease_request_timeout", "must be 0 (failover_time / 5) or below failover_time (%s), got %s", c.FailoverTime, c.LeaseRequestTimeout)
+	}
+	if c.StableScanInterval < 0 {
+		bad("stable_scan_interval", "must not be negative (0: 2 x failover_time), got %s", c.StableScanInterval)
 	}
 	if c.CheckpointInterval <= 0 {
 		bad("checkpoint_interval", "must be positive, got %s", c.CheckpointInterval)

@@ -91,6 +91,8 @@ func (s *Source) leaseConfig() lease.Config {
 		MaxLeasesPerWorker: c.MaxLeasesPerWorker,
 		MaxLeasesToSteal:   c.MaxLeasesToSteal,
 		ShardSyncInterval:  c.ShardSyncInterval,
+		RequestTimeout:     c.LeaseRequestTimeout,
+		StableScanInterval: c.StableScanInterval,
 		CreateTable:        c.CreateLeaseTable,
 		InitialPosition:    c.InitialPosition,
 	}
