@@ -16,15 +16,20 @@ import (
 	"github.com/wallarm/apigw-connector/pkg/devnode"
 )
 
+// goneHeader marks the messages of a client standing for a process that went
+// away: devnodeRefusingResponses refuses its response messages for good.
+const goneHeader = "X-Test-Gone"
+
 // devnodeRefusingResponses serves a devnode that answers 503 to every
-// response message while the returned flag is set (it starts set).
+// response message while the returned flag is set (it starts set), and
+// always to those carrying goneHeader.
 func devnodeRefusingResponses(t *testing.T, o devnode.Options) (*devnode.Server, *httptest.Server, *atomic.Bool) {
 	t.Helper()
 	dn := devnode.New(o, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	responsesDown := new(atomic.Bool)
 	responsesDown.Store(true)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("X-Wallarm-Response-Code") != "" && responsesDown.Load() {
+		if r.Header.Get("X-Wallarm-Response-Code") != "" && (responsesDown.Load() || r.Header.Get(goneHeader) != "") {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
@@ -44,7 +49,11 @@ func TestCallCutInHalfByAnotherProcessIsCompleted(t *testing.T) {
 	dn, srv, responsesDown := devnodeRefusingResponses(t, devnode.DefaultOptions())
 
 	call := sampleCall()
-	first, _ := testClient(t, srv.URL, nil)
+	// The first process's response messages stay refused after the flag is
+	// cleared: its last attempt, cut by the deadline, may still be on the
+	// wire and reach the node later; it went away, so it must not complete
+	// the call for the second process.
+	first, _ := testClient(t, srv.URL, func(c *Config) { c.ExtraHeaders = map[string]string{goneHeader: "1"} })
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	if err := first.Deliver(ctx, call); !errors.Is(err, context.DeadlineExceeded) {

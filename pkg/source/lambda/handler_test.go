@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
 	"github.com/wallarm/apigw-connector/internal/testenv"
@@ -48,6 +49,7 @@ type env struct {
 	node *devnode.Server
 	h    *Handler
 	logs *testkit.SyncBuffer
+	reg  *prometheus.Registry // the chain's metrics (node client, pipeline)
 }
 
 func newEnv(t testing.TB) *env {
@@ -55,7 +57,7 @@ func newEnv(t testing.TB) *env {
 	logs := &testkit.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	c := testenv.StartChain(t, log)
-	e := &env{logs: logs, node: c.Node}
+	e := &env{logs: logs, node: c.Node, reg: c.Registry}
 	e.h = NewHandler(c.Pipeline, log)
 	e.h.Dedup = firehose.NewIDSet(100_000)
 	return e
@@ -174,12 +176,94 @@ func TestStalledNodeFailsTheSubscriptionEventBeforeTheDeadline(t *testing.T) {
 	if s := summaries(t, e.logs); len(s) != 1 || s[0]["failed"] != float64(20) {
 		t.Fatalf("summaries %v, want one with failed=20", s)
 	}
-	// Lambda retries the event once the node is back: everything arrives once.
+	// Lambda retries the event once the node is back: the node keeps every call once.
 	e.node.SetFailing(0, 0)
+	before := e.sent(t)
+	if before.retries == 0 {
+		t.Fatalf("no retries counted while the node failed: the metric names are wrong (%+v)", before)
+	}
 	if _, err := e.h.Invoke(withDeadline(t, 30*time.Second), payload); err != nil {
 		t.Fatalf("retry: %v", err)
 	}
-	e.assertDeliveredOnce(t, calls)
+	// The retry sends each message once: one answered attempt per message, none retried.
+	if d := e.sent(t).minus(before); d != (sentCounts{requests: 20, responses: 20}) {
+		t.Errorf("the retry invocation sent %+v, want 20 requests and 20 responses, no retry", d)
+	}
+	// Not "every request message arrives once": a call whose last attempt
+	// was on the wire when the deadline cut it (written, reply not yet
+	// seen) may still be read by the node after it is back, before or after
+	// the retry's copy; nothing the connector does afterwards can recall it,
+	// and the retry must resend (that attempt's fate is unknown). The node
+	// refuses whichever copy comes second as a duplicate request id and
+	// keeps the call once. So: none lost, each call accepted and completed
+	// exactly once, at most one extra copy per call (only the attempt in
+	// flight at the deadline), and every extra copy refused as a duplicate.
+	assertKeptOnce(t, e.node, calls, 2)
+}
+
+// sentCounts are the node client's answered attempts by message kind, and
+// its retried attempts.
+type sentCounts struct{ requests, responses, retries float64 }
+
+func (a sentCounts) minus(b sentCounts) sentCounts {
+	return sentCounts{a.requests - b.requests, a.responses - b.responses, a.retries - b.retries}
+}
+
+func (e *env) sent(t testing.TB) sentCounts {
+	t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatalf("gather metrics: %v", err)
+	}
+	var c sentCounts
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			v := m.GetCounter().GetValue()
+			switch mf.GetName() {
+			case "apigw_connector_node_messages_sent_total":
+				for _, l := range m.GetLabel() {
+					switch {
+					case l.GetName() == "kind" && l.GetValue() == "request":
+						c.requests += v
+					case l.GetName() == "kind" && l.GetValue() == "response":
+						c.responses += v
+					}
+				}
+			case "apigw_connector_node_retries_total", "apigw_connector_node_errors_total":
+				c.retries += v
+			}
+		}
+	}
+	return c
+}
+
+// assertKeptOnce fails unless the node accepted every call's request and
+// response exactly once, no request message of a call arrived more than
+// maxArrivals times, and every extra arrival was refused as a duplicate
+// request id (no other refusal).
+func assertKeptOnce(t testing.TB, n *devnode.Server, calls []traffic.Call, maxArrivals int) {
+	t.Helper()
+	testenv.AssertNoneLost(t, n, calls)
+	arrivals := n.DeliveredIDs() // node ids, and log request ids as the connector keeps them
+	for _, c := range calls {
+		k, ok := arrivals[c.RequestID]
+		if !ok {
+			k = arrivals[devnode.AsNodeIDPrefix(c.RequestID)]
+		}
+		if k > maxArrivals {
+			t.Errorf("call %s: its request message arrived %d times, want at most %d", c.RequestID, k, maxArrivals)
+		}
+	}
+	st := n.Stats()
+	want := int64(len(calls))
+	if st.Requests != want || st.Responses != want || st.Completed != want {
+		t.Errorf("node accepted %d requests and %d responses, completed %d calls; want %d each", st.Requests, st.Responses, st.Completed, want)
+	}
+	for reason, k := range st.Rejects {
+		if reason != devnode.ReasonDuplicateRequestID.String() {
+			t.Errorf("node refused %d messages as %s; only duplicate request ids are expected", k, reason)
+		}
+	}
 }
 
 func TestKinesisBatchIsDelivered(t *testing.T) {
