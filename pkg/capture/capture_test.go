@@ -198,6 +198,8 @@ func applySettings(t *testing.T, c *node.Config, set map[string]string) {
 			c.ConnectorVersion = v
 		case "node.host_mode":
 			c.HostMode = v
+		case "node.request_id_format":
+			c.RequestIDFormat = v
 		case "node.headers.request_id":
 			c.Headers.RequestID = v
 		case "node.headers.response_code":

@@ -309,6 +309,9 @@ func (s *Summary) suggest(msgs []Message, nodeHost string) {
 		if p.Unpaired > 0 {
 			s.Gaps = append(s.Gaps, fmt.Sprintf("%d messages had no partner by %s", p.Unpaired, p.Header))
 		}
+		if p.IDPattern == "hex" {
+			s.Settings["node.request_id_format"] = "hex"
+		}
 		switch p.IDPattern {
 		case "hex", "uuid", "decimal", "token":
 			s.Gaps = append(s.Gaps, fmt.Sprintf("request ids look like %s values: the connector sends the id from the access log with a hash suffix; compare with a captured id", p.IDPattern))

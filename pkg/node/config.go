@@ -24,6 +24,12 @@ const (
 	HostModeNode     = "node"     // the node's host from node.url
 )
 
+// Request id formats (node.request_id_format).
+const (
+	RequestIDRaw = "raw"
+	RequestIDHex = "hex"
+)
+
 // UnknownSourceIP is sent in the forwarded-for header when the call has no usable
 // source IP (absent, "-", or not an IP such as API Gateway's "test-invoke-source-ip"):
 // the node rejects messages without a client address, and the unspecified address
@@ -48,6 +54,11 @@ type Config struct {
 	MaxConnections int `yaml:"max_connections"`
 	// HostMode is "original" (Host = the call's domainName) or "node" (Host = the node's host).
 	HostMode string `yaml:"host_mode"`
+	// RequestIDFormat is how the call's id travels in the request-id header:
+	// "raw" (the connector's id, "<API Gateway request id>-<hash>", readable
+	// in both logs) or "hex" (32 lowercase hex digits of its SHA-256, for a
+	// node that expects hex ids). Which one a node expects is not documented.
+	RequestIDFormat string `yaml:"request_id_format"`
 	// ResponseMethod is the HTTP method of the response message.
 	ResponseMethod string `yaml:"response_method"`
 	// ConnectorType and ConnectorVersion identify the connector to the node.
@@ -109,6 +120,7 @@ func DefaultConfig() Config {
 		ConnectTimeout:   time.Second,
 		ReplyTimeout:     5 * time.Second,
 		HostMode:         HostModeOriginal,
+		RequestIDFormat:  RequestIDRaw,
 		ResponseMethod:   "POST",
 		ConnectorType:    "apigw-connector",
 		ConnectorVersion: buildVersion(),
@@ -183,6 +195,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxConnections < 0 || c.MaxConnections > 4096 {
 		bad("max_connections", "must be between 0 (= node.concurrency) and 4096, got %d", c.MaxConnections)
+	}
+	if c.RequestIDFormat != "" && c.RequestIDFormat != RequestIDRaw && c.RequestIDFormat != RequestIDHex {
+		bad("request_id_format", "must be %q or %q, got %q", RequestIDRaw, RequestIDHex, c.RequestIDFormat)
 	}
 	if c.HostMode != HostModeOriginal && c.HostMode != HostModeNode {
 		bad("host_mode", "must be %q or %q, got %q", HostModeOriginal, HostModeNode, c.HostMode)

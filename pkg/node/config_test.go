@@ -1,9 +1,14 @@
 package node
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wallarm/apigw-connector/pkg/accesslog"
 )
 
 func TestDefaultConfigValid(t *testing.T) {
@@ -94,5 +99,37 @@ func TestValidateAcceptsVariants(t *testing.T) {
 		if err := cfg.Validate(); err != nil {
 			t.Errorf("Validate(%+v) = %v", cfg, err)
 		}
+	}
+}
+
+// node.request_id_format=hex sends 32 hex digits derived from the id: the same
+// id maps to the same value (a redelivery stays a repeat), distinct ids differ.
+func TestRequestIDFormatHex(t *testing.T) {
+	t.Parallel()
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Header.Get("X-Wallarm-Request-Id"))
+	}))
+	t.Cleanup(srv.Close)
+	c, _ := testClient(t, srv.URL, func(cfg *Config) { cfg.RequestIDFormat = RequestIDHex; cfg.Concurrency = 1 })
+	a, b := sampleCall(), sampleCall()
+	b.RequestID = "another-id"
+	for _, call := range []*accesslog.APICall{a, b} {
+		if err := c.Deliver(context.Background(), call); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(got) != 4 || got[0] != got[1] || got[2] != got[3] || got[0] == got[2] {
+		t.Fatalf("ids %q: want two messages per call with one id each, distinct per call", got)
+	}
+	for _, id := range got {
+		if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
+			t.Errorf("id %q is not 32 hex digits", id)
+		}
+	}
+	bad := DefaultConfig()
+	bad.URL, bad.RequestIDFormat = "http://127.0.0.1:1", "base64"
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "node.request_id_format") {
+		t.Errorf("Validate: %v, want a message naming node.request_id_format", err)
 	}
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"crypto/sha256"
+	"encoding/hex"
 	"net/netip"
 	"net/url"
 	"slices"
@@ -34,6 +35,10 @@ func (c *Client) newMessage(call *accesslog.APICall) (m *message, label string, 
 		id = call.RequestID
 	}
 	m = &message{id: encodeID(id), method: call.Method}
+	if c.cfg.RequestIDFormat == RequestIDHex && id != "" {
+		sum := sha256.Sum256([]byte(id))
+		m.id = hex.EncodeToString(sum[:16])
+	}
 	notSendable := func(label, reason string) (*message, string, error) {
 		return nil, label, &RejectedError{RequestID: m.id, Message: kindRequest, Reason: reason}
 	}
