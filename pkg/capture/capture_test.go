@@ -436,3 +436,14 @@ func TestRunCommand(t *testing.T) {
 		}
 	}
 }
+
+// Hex ids on the wire are recognised and mapped onto node.request_id_format.
+func TestSuggestsHexIDs(t *testing.T) {
+	t.Parallel()
+	s, addr, _ := startCapture(t, Options{})
+	deliver(t, "http://"+addr, func(c *node.Config) { c.RequestIDFormat = node.RequestIDHex }, calls(4))
+	sum := Summarize(s.Messages(), addr)
+	if sum.Settings["node.request_id_format"] != "hex" || sum.Pairing.Pairs != 4 {
+		t.Errorf("settings %v, pairing %+v: want request_id_format hex and 4 pairs", sum.Settings, sum.Pairing)
+	}
+}
