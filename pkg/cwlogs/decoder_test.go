@@ -17,12 +17,10 @@ import (
 )
 
 type got struct {
-	meta   cwlogs.Meta
-	id     string
-	ts     int64
-	msg    string
-	stats  cwlogs.Stats
-	reason string
+	meta cwlogs.Meta
+	id   string
+	ts   int64
+	msg  string
 }
 
 // decodeAll decodes data and copies every event out of the callback.

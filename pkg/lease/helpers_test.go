@@ -273,14 +273,6 @@ func getLease(t *testing.T, db *dynamodb.Client, name, key string) Lease {
 	return l
 }
 
-func allHeld(ws ...*worker) map[string][]string {
-	out := map[string][]string{}
-	for _, w := range ws {
-		out[w.c.WorkerID()] = w.c.HeldLeases()
-	}
-	return out
-}
-
 func fmtHeld(ws ...*worker) string {
 	var b strings.Builder
 	for _, w := range ws {

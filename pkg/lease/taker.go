@@ -208,6 +208,7 @@ func (c *Coordinator) takeLease(ctx context.Context, l Lease, steal bool) {
 	hl.ctx, hl.cancel = context.WithCancel(c.procCtx)
 	hl.expiry = time.AfterFunc(time.Until(sent.Add(c.cfg.FailoverTime)), func() {
 		c.mu.Lock() // orders this callback after hl's setup (race detector)
+		_ = hl.handle
 		c.mu.Unlock()
 		c.loseLease(hl, "expired by this worker's clock: no renewal got through for "+c.cfg.FailoverTime.String())
 	})

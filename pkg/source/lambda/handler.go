@@ -72,12 +72,11 @@ func deliveryContext(ctx context.Context) (context.Context, context.CancelFunc) 
 
 // summary is one invocation's tally, logged as one line.
 type summary struct {
-	kind           string
-	records        int
-	failedRecords  int
-	out            pipeline.Outcome
-	unsettledBatch int // settlements that never reported
-	start          time.Time
+	kind          string
+	records       int
+	failedRecords int
+	out           pipeline.Outcome
+	start         time.Time
 }
 
 func (s *summary) add(o pipeline.Outcome) { s.out.Add(o) }
