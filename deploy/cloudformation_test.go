@@ -221,6 +221,7 @@ var wantRoles = map[string]map[string]struct {
 				[]string{"{GetAtt:Stream.Arn}"}},
 			{[]string{"dynamodb:DeleteItem", "dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Scan", "dynamodb:UpdateItem"},
 				[]string{"{GetAtt:LeaseTable.Arn}"}},
+			{[]string{"dynamodb:Query"}, []string{"${LeaseTable.Arn}/index/LeaseOwnerToLeaseKeyIndex"}},
 		}},
 	},
 	"firehose.yaml": {

@@ -239,9 +239,11 @@ func TestJoinSteals(t *testing.T) {
 		return len(a.c.HeldLeases()) == 2 && len(b.c.HeldLeases()) == 2 && len(c.c.HeldLeases()) == 2
 	})
 	t.Logf("joiners reached their share in %s (failover %s): %s", took, testFailover, fmtHeld(a, b, c))
+	// Four moves are needed; two joiners balancing at once may overshoot by
+	// one (b asks for a lease a then hands to c), never more.
 	stolen := testutil.ToFloat64(b.c.m.stolen) + testutil.ToFloat64(c.c.m.stolen)
-	if stolen != 4 {
-		t.Errorf("stolen_total b+c = %v, want 4", stolen)
+	if stolen < 4 || stolen > 5 {
+		t.Errorf("stolen_total b+c = %v, want 4 (5 at most)", stolen)
 	}
 	// Planned moves are hand-offs, not losses.
 	if lost := testutil.ToFloat64(a.c.m.lost); lost != 0 {
