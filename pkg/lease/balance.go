@@ -28,8 +28,9 @@ type view struct {
 // target = ceil(leases / workers), workers = distinct owners of unexpired
 // leases plus self, capped by maxHeld. Expired leases come first; stealing
 // happens only when none are left, from the most loaded worker, at most
-// maxSteal leases, and never leaves that worker below target, and never
-// while watching. SHARD_END leases are not in v.leases: never balanced.
+// maxSteal leases, and never leaves that worker below target (but one, when
+// this worker is two or more below target and everyone else at it), and
+// never while watching. SHARD_END leases are not in v.leases: never balanced.
 func plan(v view, rnd *rand.Rand) (take, steal []Lease, target int) {
 	workers := map[string]int{v.self: 0}
 	var available []Lease
@@ -79,10 +80,21 @@ func plan(v view, rnd *rand.Rand) (take, steal []Lease, target int) {
 			victim, most = w, workers[w]
 		}
 	}
-	if victim == "" || most <= target {
+	var k int
+	switch {
+	case victim == "" || most < target:
 		return nil, nil, target
+	case most == target:
+		// Everyone else is at target and this worker two or more below it
+		// (e.g. 43/43/43/43/43/41 of 256 over 6): take one, as the Java
+		// KCL does; both end within one of each other, so nothing flaps.
+		if need < 2 {
+			return nil, nil, target
+		}
+		k = 1
+	default:
+		k = min(max(v.maxSteal, 1), need, most-target)
 	}
-	k := min(max(v.maxSteal, 1), need, most-target)
 	var theirs []Lease
 	for _, l := range v.leases {
 		if l.Owner == victim && !v.expired[l.Key] && !v.held[l.Key] && !slices.Contains(v.handingOff, l.Key) {

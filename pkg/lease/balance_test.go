@@ -43,3 +43,41 @@ func TestPlanWatchingStealsNothing(t *testing.T) {
 		t.Errorf("after watching, nothing expired: steal %v, want one", steal)
 	}
 }
+
+// 256 leases over 6 workers: five at the target (43) and one at 41 is not
+// even; the one at 41 takes one from a worker at target (the Java KCL's
+// rule), and at 42 it stops: no flapping.
+func TestPlanStealsOneFromWorkersAtTarget(t *testing.T) {
+	t.Parallel()
+	build := func(mine int) view {
+		v := view{self: "me", expired: map[string]bool{}, held: map[string]bool{}, maxSteal: 1}
+		n := 0
+		add := func(owner string, k int) {
+			for range k {
+				l := Lease{Key: fmt.Sprint("s", n), Owner: owner}
+				n++
+				v.leases = append(v.leases, l)
+				if owner == "me" {
+					v.held[l.Key] = true
+				}
+			}
+		}
+		for _, w := range []string{"a", "b", "c", "d", "e"} {
+			add(w, 43)
+		}
+		add("me", mine)
+		return v
+	}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	if _, steal, target := plan(build(41), rnd); target != 43 || len(steal) != 1 {
+		t.Errorf("at 41 of target 43 with everyone else at 43: steal %d (target %d), want 1", len(steal), target)
+	}
+	v := build(41)
+	// After that steal: one worker at 42, me at 42. Nobody moves again.
+	v.leases = v.leases[1:]
+	v.leases = append(v.leases, Lease{Key: "moved", Owner: "me"})
+	v.held["moved"] = true
+	if _, steal, _ := plan(v, rnd); len(steal) != 0 {
+		t.Errorf("at 42 of target 43: steal %d, want 0 (flapping)", len(steal))
+	}
+}
