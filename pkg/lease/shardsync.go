@@ -39,8 +39,9 @@ func (c *Coordinator) syncShards(ctx context.Context) error {
 		c.m.errors.WithLabelValues("list_shards").Inc()
 		return fmt.Errorf("sync shards: list shards: %w", err)
 	}
-	// The take loop's last scan serves when it is fresh: one scan fewer.
-	leases, ok := c.recentLeases(c.cfg.TakeInterval)
+	// The take loop's last scan serves when it is from its current cadence:
+	// one scan fewer. Staleness is safe, creates and deletes are conditional.
+	leases, ok := c.recentLeases(max(c.cfg.TakeInterval, c.cfg.StableScanInterval*6/5))
 	if !ok {
 		if leases, err = c.tbl.scan(ctx); err != nil {
 			c.m.errors.WithLabelValues("scan").Inc()

@@ -34,8 +34,10 @@ func (c *Coordinator) takeLoop(ctx context.Context) {
 		default:
 			backoff = 0
 			d := c.cfg.StableScanInterval
-			// Jitter spreads a fleet's scans that started together.
-			delay, cadence = d-d/10+time.Duration(c.rnd.Int64N(int64(d/5)+1)), "stable"
+			// Jitter spreads a fleet's scans that started together; upward
+			// only, so a stable worker never scans more often than the Java
+			// KCL's taker at the same failover time.
+			delay, cadence = d+time.Duration(c.rnd.Int64N(int64(d/5)+1)), "stable"
 		}
 		t := time.NewTimer(delay)
 		select {
