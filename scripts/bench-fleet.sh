@@ -8,13 +8,13 @@
 #
 # Usage: scripts/bench-fleet.sh          (make bench-fleet)
 # Env:   FLEET_SHARDS (256), FLEET_WORKERS (8), FLEET_KILL (2), FLEET_FAILOVER (10s),
-#        FLEET_STABLE (stable window, default 60s).
+#        FLEET_STABLE (stable window, default 120s).
 # Takes about 2-4 minutes on 2 cores; binds 127.0.0.1 only; stops every process it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-emulators.sh >/dev/null
 export FLEET_SHARDS="${FLEET_SHARDS:-256}" FLEET_WORKERS="${FLEET_WORKERS:-8}" FLEET_KILL="${FLEET_KILL:-2}"
-export FLEET_FAILOVER="${FLEET_FAILOVER:-10s}" FLEET_STABLE="${FLEET_STABLE:-60s}" FLEET_REQUIRE_FEWER_READS=1
+export FLEET_FAILOVER="${FLEET_FAILOVER:-10s}" FLEET_STABLE="${FLEET_STABLE:-120s}" FLEET_REQUIRE_FEWER_READS=1
 echo "== TestFleet: $FLEET_SHARDS shards, $FLEET_WORKERS workers, kill $FLEET_KILL, failover $FLEET_FAILOVER"
 go test -run '^TestFleet$' -count 1 -v -timeout 20m ./pkg/lease/ 2>&1 | grep -E 'fleet_test|^(--- |ok|FAIL|PASS)'

@@ -652,7 +652,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 	d := Config{TableName: "app", FailoverTime: 9 * time.Second}.withDefaults()
 	if d.RenewInterval != 3*time.Second || d.TakeInterval != time.Second || d.MaxLeasesToSteal != 1 || d.WorkerID == "" ||
-		d.RequestTimeout != 1800*time.Millisecond || d.StableScanInterval != 18*time.Second {
+		d.RequestTimeout != 1800*time.Millisecond || d.StableScanInterval != 22500*time.Millisecond {
 		t.Errorf("withDefaults = %+v", d)
 	}
 }

@@ -54,7 +54,7 @@ type Config struct {
 	// it must stay below failover_time.
 	LeaseRequestTimeout time.Duration `yaml:"lease_request_timeout"`
 	// StableScanInterval is how often a balanced worker scans the lease table
-	// (0: 2 x failover_time, like the Java KCL's taker).
+	// (0: 2.5 x failover_time; the Java KCL's taker scans every 2 x failover_time).
 	StableScanInterval time.Duration `yaml:"stable_scan_interval"`
 	// CheckpointInterval is how often a shard's settled position is written to the lease table.
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
@@ -139,7 +139,7 @@ func (c Config) Validate() error {
 		bad("lease_request_timeout", "must be 0 (failover_time / 5) or below failover_time (%s), got %s", c.FailoverTime, c.LeaseRequestTimeout)
 	}
 	if c.StableScanInterval < 0 {
-		bad("stable_scan_interval", "must not be negative (0: 2 x failover_time), got %s", c.StableScanInterval)
+		bad("stable_scan_interval", "must not be negative (0: 2.5 x failover_time), got %s", c.StableScanInterval)
 	}
 	if c.CheckpointInterval <= 0 {
 		bad("checkpoint_interval", "must be positive, got %s", c.CheckpointInterval)
