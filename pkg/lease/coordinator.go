@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -66,8 +67,10 @@ type Coordinator struct {
 	observed   map[string]observation   // per lease: counter/owner and when first seen so
 	known      map[string]Lease         // last scan, updated locally on SHARD_END
 	lastScanOK time.Time
-	startedAt  time.Time // monotonic: expiry can be judged only after watching FailoverTime
-	lastChange time.Time // a lease of ours was acquired, lost, released or handed over
+	// syncChanged: the last shard sync created or deleted a lease.
+	syncChanged atomic.Bool
+	startedAt   time.Time // monotonic: expiry can be judged only after watching FailoverTime
+	lastChange  time.Time // a lease of ours was acquired, lost, released or handed over
 
 	goneParents map[string]bool // take loop only: parent leases read gone
 }

@@ -23,10 +23,15 @@ func (c *Coordinator) syncLoop(ctx context.Context) {
 		case <-t.C:
 		case <-c.syncNow:
 		}
-		if err := c.syncShards(ctx); err != nil && ctx.Err() == nil {
+		err := c.syncShards(ctx)
+		if err != nil && ctx.Err() == nil {
 			c.log.Warn("shard sync failed", "err", err)
 		}
-		kick(c.takeNow)
+		// A scan right away only when the table changed (or the sync
+		// failed): a stable fleet keeps its stable scan cadence.
+		if c.syncChanged.Swap(false) || err != nil {
+			kick(c.takeNow)
+		}
 	}
 }
 
@@ -97,6 +102,7 @@ func (c *Coordinator) syncShards(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("create lease %s: %w", s.ID, err))
 			continue
 		case created:
+			c.syncChanged.Store(true)
 			c.log.Info("lease created", "shard", s.ID, "checkpoint", cp, "parents", s.ParentShardIDs)
 		default:
 			c.m.conditionalFailure.WithLabelValues("create").Inc() // another worker created it
@@ -113,6 +119,7 @@ func (c *Coordinator) syncShards(ctx context.Context) error {
 		err := c.deleteLease(ctx, d.lease)
 		switch {
 		case err == nil:
+			c.syncChanged.Store(true)
 			delete(leased, d.lease.Key)
 			c.log.Info("lease deleted", "shard", d.lease.Key, "reason", d.why, "checkpoint", d.lease.Checkpoint)
 		case isConditionalFailure(err):
