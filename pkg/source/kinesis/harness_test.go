@@ -180,6 +180,9 @@ func (e *env) config(worker string) Config {
 	c.ApplicationName = e.table
 	c.WorkerID = worker
 	c.FailoverTime = testFailover
+	// A stable worker notices a crash on its next scan: keep that scan
+	// close, as an operator who wants fast failover would.
+	c.StableScanInterval = testFailover
 	c.PollInterval = testPoll
 	c.CheckpointInterval = testCheckpoint
 	c.ShutdownGrace = testGrace

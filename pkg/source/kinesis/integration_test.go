@@ -132,9 +132,10 @@ func TestWorkers(t *testing.T) {
 		e.waitDelivered(waitLong)
 		e.produce(20, 10, 20) // some of these are in flight or not yet checkpointed at the crash
 		victim.cancel()       // crash: no graceful shutdown, no lease release
-		// Expiry is judged on the survivor's clock (failover time without a renewal), then its
-		// next take cycle (1 s) picks the leases up.
-		bound := testFailover + testFailover/3 + time.Second + 500*time.Millisecond
+		// A stable survivor notices on its next scan (stable scan interval, +20 % jitter)
+		// that the victim missed its renewals; expiry is then judged on its own clock
+		// (failover time without a renewal) and its fast take cycle (1 s) takes the leases.
+		bound := testFailover + testFailover*6/5 + time.Second + 500*time.Millisecond
 		took := eventually(t, 10*time.Second, "survivor taking all shards", func() bool {
 			return owners(e.leases())["survivor"] == 4
 		})
