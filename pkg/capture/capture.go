@@ -27,6 +27,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/wallarm/apigw-connector/pkg/node"
 )
 
 // Limits on what one message may hold: a recorder must not be a memory sink.
@@ -132,7 +134,7 @@ func New(opts Options, out io.Writer, log *slog.Logger) (*Server, error) {
 	if opts.Upstream != "" {
 		u, err := url.Parse(opts.Upstream)
 		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "") {
-			return nil, fmt.Errorf("capture: --upstream %q: want http://host:port (TLS upstreams are not supported: run capture next to the node, or use a plain-HTTP listener)", redactURL(opts.Upstream))
+			return nil, fmt.Errorf("capture: --upstream %q: want http://host:port (TLS upstreams are not supported: run capture next to the node, or use a plain-HTTP listener)", node.RedactURL(opts.Upstream))
 		}
 		s.upstream = u.Host
 		if u.Port() == "" {
@@ -140,17 +142,6 @@ func New(opts Options, out io.Writer, log *slog.Logger) (*Server, error) {
 		}
 	}
 	return s, nil
-}
-
-func redactURL(raw string) string {
-	if u, err := url.Parse(raw); err == nil && u.User != nil {
-		u.User = url.User("REDACTED")
-		return u.String()
-	}
-	if strings.Contains(raw, "@") {
-		return "(a URL with credentials, not shown)"
-	}
-	return raw
 }
 
 // Serve accepts connections on ln until Shutdown.

@@ -152,7 +152,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Client, erro
 	}
 
 	if u.Scheme == "https" {
-		if c.tlsCfg, err = buildTLS(cfg.TLS); err != nil {
+		if c.tlsCfg, err = cfg.TLS.ClientConfig(); err != nil {
 			return nil, err
 		}
 		if c.tlsCfg.ServerName == "" { // verify the node's certificate for its host, as net/http does
@@ -176,7 +176,9 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Client, erro
 	return c, nil
 }
 
-func buildTLS(tc TLSConfig) (*tls.Config, error) {
+// ClientConfig builds the TLS client configuration node.tls describes
+// (ServerName stays empty when unset: the caller fills in the node's host).
+func (tc TLSConfig) ClientConfig() (*tls.Config, error) {
 	cfg := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		ServerName:         tc.ServerName,

@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -18,7 +17,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -232,31 +230,14 @@ func newID() string {
 	return hex.EncodeToString(b)
 }
 
+// tlsConfig is the node client's TLS configuration, verified for host.
 func tlsConfig(c node.TLSConfig, host string) (*tls.Config, error) {
-	tc := &tls.Config{ServerName: host, InsecureSkipVerify: c.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
-	if c.ServerName != "" {
-		tc.ServerName = c.ServerName
+	tc, err := c.ClientConfig()
+	if err != nil {
+		return nil, err
 	}
-	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("read node.tls.ca_file: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, errors.New("node.tls.ca_file holds no PEM certificate")
-		}
-		tc.RootCAs = pool
-	}
-	if c.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("load node.tls.cert_file/key_file: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
+	if tc.ServerName == "" {
+		tc.ServerName = host
 	}
 	return tc, nil
 }
