@@ -152,6 +152,7 @@ func TestRawProfileGoldenBytes(t *testing.T) {
 		{
 			name: "every shape setting changed",
 			edit: func(c *Config) {
+				c.Profile = DefaultProfile
 				c.RequestIDFormat = RequestIDHex
 				c.HostMode = HostModeNode
 				c.PathPrefix = "/apigw/"
