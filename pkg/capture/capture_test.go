@@ -145,6 +145,7 @@ func TestRoundTrip(t *testing.T) {
 		"node.headers.forwarded_host":    "X-Orig-Host",
 		"node.headers.forwarded_for":     "X-Client-Ip",
 		"node.host_mode":                 "original",
+		"node.profile":                   "raw",
 	}
 	for k, v := range want {
 		if sum.Settings[k] != v {
@@ -188,6 +189,8 @@ func applySettings(t *testing.T, c *node.Config, set map[string]string) {
 	t.Helper()
 	for k, v := range set {
 		switch k {
+		case "node.profile":
+			c.Profile = v
 		case "node.response_method":
 			c.ResponseMethod = v
 		case "node.path_prefix":
@@ -280,11 +283,14 @@ func TestForeignShapes(t *testing.T) {
 		}
 	}
 	sum := Summarize(msgs, addr)
+	if p, ok := sum.Settings["node.profile"]; ok {
+		t.Errorf("suggested node.profile %q for a shape no profile sends", p)
+	}
 	var b strings.Builder
 	if err := sum.Write(&b); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"multipart 1", "msgpack 1", "carry a multipart body", "carry a msgpack body"} {
+	for _, want := range []string{"multipart 1", "msgpack 1", "carry a multipart body", "carry a msgpack body", "no node.profile reproduces this shape (built in: raw)"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, b.String())
 		}

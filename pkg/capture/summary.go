@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/wallarm/apigw-connector/pkg/node"
 )
 
 // Summary is the shape of the recorded traffic.
@@ -351,10 +353,20 @@ func (s *Summary) suggest(msgs []Message, nodeHost string) {
 	if s.Targets.Style == "root" {
 		s.Gaps = append(s.Gaps, "every message goes to / (the call's path travels elsewhere, e.g. in a body): the raw profile puts the call's path in the request line")
 	}
+	bodies := false
 	for kind, n := range s.BodyKinds {
 		if kind != "empty" {
+			bodies = true
 			s.Gaps = append(s.Gaps, fmt.Sprintf("%d messages carry a %s body: the raw profile sends no body", n, kind))
 		}
+	}
+	// raw is suggested only for a shape it can reproduce: paired body-less
+	// messages to the call's path, the status in a header of its own.
+	_, status := s.Settings["node.headers.response_code"]
+	if p.Header != "" && status && s.Targets.Style == "path" && !bodies {
+		s.Settings["node.profile"] = node.DefaultProfile
+	} else {
+		s.Gaps = append(s.Gaps, fmt.Sprintf("no node.profile reproduces this shape (built in: %s)", strings.Join(node.ProfileNames(), ", ")))
 	}
 	slices.Sort(s.Gaps)
 }

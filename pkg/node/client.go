@@ -58,12 +58,9 @@ type Client struct {
 	healthText   string
 	probeMethod  string
 
-	// The headers of each message kind after Host, User-Agent and Content-Length.
-	reqHdrs, respHdrs, probeHdrs []hdrLine
-
-	// Canonical header names and the headers every message carries.
-	hRequestID, hForwardedHost, hForwardedFor, hResponseCode string
-	static                                                   http.Header
+	prof      profile     // the wire shape of a call's two messages (node.profile)
+	probeHdrs []hdrLine   // of the health check, after Host
+	static    http.Header // the headers every message carries, canonical names
 
 	statuses *statusSet
 
@@ -104,17 +101,13 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Client, erro
 		return nil, fmt.Errorf("parse node.url: %w", err)
 	}
 	c := &Client{
-		half:           newHalfSent(),
-		cfg:            cfg,
-		log:            log,
-		scheme:         u.Scheme,
-		dialHost:       u.Host,
-		hRequestID:     textproto.CanonicalMIMEHeaderKey(cfg.Headers.RequestID),
-		hForwardedHost: textproto.CanonicalMIMEHeaderKey(cfg.Headers.ForwardedHost),
-		hForwardedFor:  textproto.CanonicalMIMEHeaderKey(cfg.Headers.ForwardedFor),
-		hResponseCode:  textproto.CanonicalMIMEHeaderKey(cfg.Headers.ResponseCode),
-		static:         http.Header{},
-		probeMethod:    http.MethodGet,
+		half:        newHalfSent(),
+		cfg:         cfg,
+		log:         log,
+		scheme:      u.Scheme,
+		dialHost:    u.Host,
+		static:      http.Header{},
+		probeMethod: http.MethodGet,
 	}
 	c.nodeHostHdr = removeZone(u.Host)
 	back := make(chan struct{})
@@ -142,7 +135,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Client, erro
 	for k, v := range cfg.ExtraHeaders {
 		c.static[textproto.CanonicalMIMEHeaderKey(k)] = []string{v}
 	}
-	c.buildHeaderLines()
+	c.buildProfile()
 	if len(cfg.Filters.Statuses) > 0 {
 		c.statuses = new(statusSet)
 		for _, s := range cfg.Filters.Statuses {

@@ -64,7 +64,10 @@ type Config struct {
 	// ConnectorType and ConnectorVersion identify the connector to the node.
 	ConnectorType    string `yaml:"connector_type"`
 	ConnectorVersion string `yaml:"connector_version"`
-	// Headers are the names of the contract's headers; the node's config can rename them.
+	// Profile is the wire shape of a call's two messages (ProfileNames); the
+	// default, "raw", is this connector's assumption, not a documented format.
+	Profile string `yaml:"profile"`
+	// Headers are the names of the headers the raw profile sends.
 	Headers HeaderNames `yaml:"headers"`
 	// ExtraHeaders are static headers added to every message (e.g. an application id).
 	ExtraHeaders map[string]string `yaml:"extra_headers"`
@@ -119,6 +122,7 @@ func DefaultConfig() Config {
 		Concurrency:      64,
 		ConnectTimeout:   time.Second,
 		ReplyTimeout:     5 * time.Second,
+		Profile:          DefaultProfile,
 		HostMode:         HostModeOriginal,
 		RequestIDFormat:  RequestIDRaw,
 		ResponseMethod:   "POST",
@@ -198,6 +202,9 @@ func (c Config) Validate() error {
 	}
 	if c.RequestIDFormat != "" && c.RequestIDFormat != RequestIDRaw && c.RequestIDFormat != RequestIDHex {
 		bad("request_id_format", "must be %q or %q, got %q", RequestIDRaw, RequestIDHex, c.RequestIDFormat)
+	}
+	if !validProfile(c.Profile) {
+		bad("profile", "%s", profileError(c.Profile))
 	}
 	if c.HostMode != HostModeOriginal && c.HostMode != HostModeNode {
 		bad("host_mode", "must be %q or %q, got %q", HostModeOriginal, HostModeNode, c.HostMode)

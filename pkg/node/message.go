@@ -3,7 +3,9 @@ package node
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"net/http"
 	"net/netip"
+	"net/textproto"
 	"net/url"
 	"slices"
 	"strconv"
@@ -12,10 +14,14 @@ import (
 	"github.com/wallarm/apigw-connector/pkg/accesslog"
 )
 
-// message is what both messages of one call share. Built once per call.
+func init() { registerProfile(DefaultProfile, newRawProfile) }
+
+// message is what both messages of one call share, built once per call by the
+// profile. The transport and its log lines read id, method, fwdHost and url; the
+// rest is the profile's.
 type message struct {
 	id      string
-	method  string
+	method  string // of the request message as sent
 	host    string // Host header
 	fwdHost string
 	fwdFor  string
@@ -23,19 +29,39 @@ type message struct {
 	status  string
 	target  string   // request target, as sent
 	url     *url.URL // for the log
+	ext     any      // a profile's own per-call data; nil for raw
 }
 
-// newMessage checks and normalises what the call gives, so that every message is a
+// rawProfile is the shape the connector assumes by default (the contract doc's
+// `raw` profile): the request message is the call's method and path with the
+// identity headers and no body; the response message goes to the same target
+// with node.response_method and the status in node.headers.response_code. Every
+// element of it is a setting: node.request_id_format, node.host_mode,
+// node.path_prefix, node.response_method, node.connector_type,
+// node.connector_version, node.headers.*, node.extra_headers.
+type rawProfile struct {
+	env profileEnv
+	// The headers of each message kind after Host, User-Agent and Content-Length.
+	reqHdrs, respHdrs []hdrLine
+}
+
+func newRawProfile(env profileEnv) profile {
+	p := &rawProfile{env: env}
+	p.buildHeaderLines()
+	return p
+}
+
+// message checks and normalises what the call gives, so that every message is a
 // valid HTTP/1.1 request (a refused one would be retried forever and stall the stream).
 // A call that cannot be sent is a *RejectedError with code 0; label names why for
 // unsendable_total.
-func (c *Client) newMessage(call *accesslog.APICall) (m *message, label string, err error) {
+func (p *rawProfile) message(call *accesslog.APICall) (m *message, label string, err error) {
 	id := call.NodeID
 	if id == "" {
 		id = call.RequestID
 	}
 	m = &message{id: encodeID(id), method: call.Method}
-	if c.cfg.RequestIDFormat == RequestIDHex && id != "" {
+	if p.env.cfg.RequestIDFormat == RequestIDHex && id != "" {
 		sum := sha256.Sum256([]byte(id))
 		m.id = hex.EncodeToString(sum[:16])
 	}
@@ -59,8 +85,8 @@ func (c *Client) newMessage(call *accesslog.APICall) (m *message, label string, 
 		return notSendable("invalid_host", "invalid host "+strconv.Quote(call.Host))
 	}
 	m.fwdHost = call.Host
-	m.host = c.nodeHostHdr
-	if c.cfg.HostMode == HostModeOriginal {
+	m.host = p.env.nodeHost
+	if p.env.cfg.HostMode == HostModeOriginal {
 		m.host = removeZone(m.fwdHost)
 	}
 	m.fwdFor = bareIP(call.SourceIP)
@@ -69,15 +95,15 @@ func (c *Client) newMessage(call *accesslog.APICall) (m *message, label string, 
 	}
 	m.status = statusText(call.Status)
 
-	target := c.basePath + escapePath(call.Path)
-	m.url = &url.URL{Scheme: c.scheme, Host: c.dialHost}
+	target := p.env.basePath + escapePath(call.Path)
+	m.url = &url.URL{Scheme: p.env.scheme, Host: p.env.dialHost}
 	if strings.HasPrefix(target, "//") {
 		// An opaque "//x" would be written as scheme://x: give Path and its exact encoding instead.
-		p, err := url.PathUnescape(target)
+		pth, err := url.PathUnescape(target)
 		if err != nil {
 			return notSendable("invalid_path", "invalid path "+strconv.Quote(call.Path))
 		}
-		m.url.Path, m.url.RawPath = p, target
+		m.url.Path, m.url.RawPath = pth, target
 	} else {
 		// Opaque is written verbatim as the request target: the path goes as the log has it.
 		m.url.Opaque = target
@@ -155,51 +181,58 @@ type hdrLine struct {
 
 // buildHeaderLines lays out the headers of each message kind in the order net/http
 // wrote them: after Host, User-Agent and Content-Length, sorted by name.
-func (c *Client) buildHeaderLines() {
-	type named struct {
-		name string
-		hdrLine
-	}
-	var base []named
-	for k, v := range c.static {
-		base = append(base, named{k, hdrLine{k + ": " + trimValue(v[0]) + "\r\n", fieldStatic}})
-	}
-	probe := slices.Clone(base)
+func (p *rawProfile) buildHeaderLines() {
+	h := p.env.cfg.Headers
+	canon := textproto.CanonicalMIMEHeaderKey
+	base := staticHeaders(p.env.static)
 	base = append(base,
-		named{c.hRequestID, hdrLine{c.hRequestID + ": ", fieldID}},
-		named{c.hForwardedHost, hdrLine{c.hForwardedHost + ": ", fieldFwdHost}},
-		named{c.hForwardedFor, hdrLine{c.hForwardedFor + ": ", fieldFwdFor}})
-	resp := append(slices.Clone(base), named{c.hResponseCode, hdrLine{c.hResponseCode + ": ", fieldStatus}})
-	lines := func(ns []named) []hdrLine {
-		slices.SortFunc(ns, func(a, b named) int { return strings.Compare(a.name, b.name) })
-		out := make([]hdrLine, len(ns))
-		for i, n := range ns {
-			out[i] = n.hdrLine
-		}
-		return out
-	}
-	c.reqHdrs, c.respHdrs, c.probeHdrs = lines(base), lines(resp), lines(probe)
+		namedLine{name: canon(h.RequestID), field: fieldID},
+		namedLine{name: canon(h.ForwardedHost), field: fieldFwdHost},
+		namedLine{name: canon(h.ForwardedFor), field: fieldFwdFor})
+	resp := append(slices.Clone(base), namedLine{name: canon(h.ResponseCode), field: fieldStatus})
+	p.reqHdrs, p.respHdrs = sortedLines(base), sortedLines(resp)
 }
 
-// appendMessage writes the message of the given kind (kindProbe: the health check)
-// into b, byte for byte as net/http wrote it.
-func (c *Client) appendMessage(b []byte, m *message, kind string) []byte {
-	var method, target, host string
-	var hdrs []hdrLine
-	switch kind {
-	case kindRequest:
-		method, target, host, hdrs = m.method, m.target, m.host, c.reqHdrs
-	case kindResponse:
-		method, target, host, hdrs = c.cfg.ResponseMethod, m.target, m.host, c.respHdrs
-	default:
-		method, target, host, hdrs = c.probeMethod, c.healthTarget, c.nodeHostHdr, c.probeHdrs
+// namedLine is a header of a message kind before it is laid out: a name and
+// where its value comes from.
+type namedLine struct {
+	name  string
+	field hdrField
+	value string // of a static header
+}
+
+// staticHeaders are the headers every message carries (connector type and
+// version, node.extra_headers), canonical names.
+func staticHeaders(static http.Header) []namedLine {
+	out := make([]namedLine, 0, len(static)+4)
+	for k, v := range static {
+		out = append(out, namedLine{k, fieldStatic, v[0]})
 	}
-	b = append(b, method...)
-	b = append(b, ' ')
-	b = append(b, target...)
-	b = append(b, " HTTP/1.1\r\nHost: "...)
-	b = append(b, host...)
-	b = append(b, "\r\n"...)
+	return out
+}
+
+// sortedLines lays out headers sorted by name, as net/http wrote them.
+func sortedLines(ns []namedLine) []hdrLine {
+	slices.SortFunc(ns, func(a, b namedLine) int { return strings.Compare(a.name, b.name) })
+	out := make([]hdrLine, len(ns))
+	for i, n := range ns {
+		if n.field == fieldStatic {
+			out[i] = hdrLine{n.name + ": " + trimValue(n.value) + "\r\n", fieldStatic}
+		} else {
+			out[i] = hdrLine{n.name + ": ", n.field}
+		}
+	}
+	return out
+}
+
+// appendMessage writes the message of the given kind (request or response)
+// into b, byte for byte as net/http wrote it.
+func (p *rawProfile) appendMessage(b []byte, m *message, kind string) []byte {
+	method, hdrs := m.method, p.reqHdrs
+	if kind == kindResponse {
+		method, hdrs = p.env.cfg.ResponseMethod, p.respHdrs
+	}
+	b = appendHead(b, method, m.target, m.host)
 	if kind == kindRequest && m.ua != "" {
 		b = append(b, "User-Agent: "...)
 		b = append(b, trimValue(m.ua)...)
@@ -207,9 +240,25 @@ func (c *Client) appendMessage(b []byte, m *message, kind string) []byte {
 	}
 	// A body-less message: no length for GET and HEAD, which means no body
 	// (RFC 9112 6.3), "Content-Length: 0" for every other method.
-	if kind != kindProbe && method != "GET" && method != "HEAD" {
+	if method != "GET" && method != "HEAD" {
 		b = append(b, "Content-Length: 0\r\n"...)
 	}
+	b = appendHeaders(b, hdrs, m)
+	return append(b, "\r\n"...)
+}
+
+// appendHead writes the request line and the Host header.
+func appendHead(b []byte, method, target, host string) []byte {
+	b = append(b, method...)
+	b = append(b, ' ')
+	b = append(b, target...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, host...)
+	return append(b, "\r\n"...)
+}
+
+// appendHeaders writes laid-out header lines with their values from m.
+func appendHeaders(b []byte, hdrs []hdrLine, m *message) []byte {
 	for _, h := range hdrs {
 		b = append(b, h.line...)
 		if h.field == fieldStatic {
@@ -227,7 +276,7 @@ func (c *Client) appendMessage(b []byte, m *message, kind string) []byte {
 		}
 		b = append(b, "\r\n"...)
 	}
-	return append(b, "\r\n"...)
+	return b
 }
 
 // trimValue drops a header value's leading and trailing blanks, as net/http did.

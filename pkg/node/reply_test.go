@@ -4,12 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/wallarm/apigw-connector/internal/testenv/testkit"
+	"github.com/wallarm/apigw-connector/pkg/devnode"
 )
 
 // 500 is the node's reply when its connector.app_reply_timeout passes: retried,
@@ -65,5 +70,72 @@ func TestRejectionLogKeepsTheNodesReason(t *testing.T) {
 		if strings.ContainsAny(s, "\x1b\r\n") || len(s) > snippetBytes+len(" [cut]") {
 			t.Errorf("reason %q (%d bytes): control bytes or longer than %d", s, len(s), snippetBytes)
 		}
+	}
+}
+
+// A node that refuses a message for its attribution (devnode's admission
+// lists, like a node's connector_info / host rejections) says why in the reply
+// body; the rejection's log line and error keep that reason.
+func TestRejectionByDevnodeKeepsItsReason(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		opts   func(*devnode.Options)
+		reason string // in the devnode's reply body
+	}{
+		{"connector type", func(o *devnode.Options) { o.AllowedConnectorTypes = []string{"layer7"} }, `connector type "apigw-connector" is not allowed`},
+		{"host", func(o *devnode.Options) { o.AllowedHosts = []string{"api.example.com"} }, "abc123.execute-api.eu-west-1.amazonaws.com"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			o := devnode.DefaultOptions()
+			tt.opts(&o)
+			dn := devnode.New(o, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+			srv := httptest.NewServer(dn.Handler())
+			t.Cleanup(srv.Close)
+			c, reg, logs := logClient(t, srv.URL, nil)
+			err := c.Deliver(context.Background(), sampleCall())
+			var re *RejectedError
+			if !errors.As(err, &re) || re.Code != http.StatusBadRequest || !strings.Contains(re.Reason, tt.reason) {
+				t.Fatalf("Deliver = %v, want a 400 rejection naming %q", err, tt.reason)
+			}
+			lines := logLines(logs, "WARN", "node rejected message")
+			if len(lines) != 1 {
+				t.Fatalf("%d rejection records, want 1:\n%s", len(lines), logs)
+			}
+			var rec struct{ Body string }
+			if err := json.Unmarshal([]byte(lines[0]), &rec); err != nil || !strings.Contains(rec.Body, tt.reason) {
+				t.Errorf("log body %q (%v), want the node's reason %q", rec.Body, err, tt.reason)
+			}
+			if v := metricValue(t, reg, "apigw_connector_node_retries_total", nil); v != 0 {
+				t.Errorf("retries_total = %v, want 0: a rejection is not retried", v)
+			}
+		})
+	}
+}
+
+// 403 is the node's "would block": the call is delivered, so its body is no
+// rejection reason to log; it is drained and the connection kept.
+func TestForbiddenWithBodyIsDeliveredNotLogged(t *testing.T) {
+	t.Parallel()
+	const body = "blocked by policy"
+	srv := newWireServer(t, func(int, wireMsg) string {
+		return "HTTP/1.1 403 Forbidden\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+	})
+	c, reg, logs := logClient(t, srv.url(), nil)
+	for range 2 {
+		if err := c.Deliver(context.Background(), sampleCall()); err != nil {
+			t.Fatalf("Deliver with 403 replies: %v, want delivered", err)
+		}
+	}
+	if got := logLines(logs, "WARN", ""); len(got) != 0 {
+		t.Errorf("warnings for delivered calls:\n%s", strings.Join(got, "\n"))
+	}
+	if v := metricValue(t, reg, "apigw_connector_node_rejected_total", nil); v != 0 {
+		t.Errorf("rejected_total = %v, want 0", v)
+	}
+	if n := srv.connCount(); n != 1 {
+		t.Errorf("%d connections, want 1 (the 403 bodies drained, the connection reused)", n)
 	}
 }
