@@ -315,6 +315,28 @@ func (d *run) awsEnv(kinesisEP, dynamoEP string) []string {
 	return env
 }
 
+// buildArgs builds the connector the way `make build` stamps it, so the
+// workers log (and send the node) the checkout's version instead of "dev".
+func buildArgs(ctx context.Context, repo, out string) []string {
+	git := func(args ...string) string {
+		cmd := exec.CommandContext(ctx, "git", args...)
+		cmd.Dir = repo
+		b, err := cmd.Output()
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(string(b))
+	}
+	version, commit := git("describe", "--tags", "--always", "--dirty"), git("rev-parse", "--short=12", "HEAD")
+	if version == "" {
+		version = "dev"
+	}
+	if commit == "" {
+		commit = "unknown"
+	}
+	return []string{"build", "-ldflags", "-X main.version=" + version + " -X main.commit=" + commit, "-o", out, "./cmd/apigw-connector"}
+}
+
 func (d *run) buildConnector(ctx context.Context) error {
 	if d.o.ConnectorBinary != "" {
 		d.bin = d.o.ConnectorBinary
@@ -322,14 +344,14 @@ func (d *run) buildConnector(ctx context.Context) error {
 	}
 	d.bin = filepath.Join(d.dir, "apigw-connector")
 	start := time.Now()
-	cmd := exec.Command("go", "build", "-o", d.bin, "./cmd/apigw-connector")
+	cmd := exec.Command("go", buildArgs(ctx, d.o.RepoRoot, d.bin)...)
 	cmd.Dir = d.o.RepoRoot
 	p, err := d.start(ctx, "go-build", cmd)
 	if err != nil {
 		return err
 	}
 	if err := d.waitProc(ctx, p); err != nil {
-		return fmt.Errorf("build the connector (go build ./cmd/apigw-connector): %w\n%s", err, p.logTail(4000))
+		return fmt.Errorf("build the connector (go %s): %w\n%s", strings.Join(cmd.Args[1:], " "), err, p.logTail(4000))
 	}
 	d.say("connector built in %s", time.Since(start).Round(100*time.Millisecond))
 	return nil

@@ -1,6 +1,8 @@
 package demo
 
 import (
+	"context"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -97,5 +99,32 @@ func TestViewOfReadsAlreadyHeld(t *testing.T) {
 	}
 	if v := viewOf(s); v.delivered != 50 || v.alreadyHeld != 4 {
 		t.Fatalf("viewOf = %+v", v)
+	}
+}
+
+// The demo's connector carries the checkout's version, as `make build` stamps it.
+func TestBuildArgsStampTheVersion(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("no git")
+	}
+	root, err := findRepoRoot()
+	if err != nil {
+		t.Skip(err)
+	}
+	want := exec.Command("git", "describe", "--tags", "--always", "--dirty")
+	want.Dir = root
+	v, err := want.Output()
+	if err != nil {
+		t.Skipf("not a git checkout: %v", err)
+	}
+	args := strings.Join(buildArgs(context.Background(), root, "/tmp/x"), " ")
+	if !strings.Contains(args, "-X main.version="+strings.TrimSpace(string(v))+" ") || !strings.Contains(args, "-X main.commit=") {
+		t.Fatalf("build args do not stamp version %s: %s", v, args)
+	}
+	// Outside a checkout it falls back to the binary's own defaults.
+	args = strings.Join(buildArgs(context.Background(), t.TempDir(), "/tmp/x"), " ")
+	if !strings.Contains(args, "-X main.version=dev -X main.commit=unknown") {
+		t.Fatalf("outside git: %s", args)
 	}
 }
