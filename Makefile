@@ -47,9 +47,14 @@ ci: build test
 DURATION ?= 30s
 RATE     ?= 200
 
+# The build is its own step with a message first: on a first run Go compiles
+# for up to a minute, and a silent terminal looks hung.
 .PHONY: demo
 demo:
-	$(GO) run ./cmd/apigw-demo --duration '$(DURATION)' --rate '$(RATE)'
+	@echo "make demo: compiling the demo runner (go build ./cmd/apigw-demo; up to a minute on a first run, cached afterwards)..."
+	@$(GO) build -o bin/apigw-demo ./cmd/apigw-demo
+	@echo "make demo: starting bin/apigw-demo --duration '$(DURATION)' --rate '$(RATE)'"
+	@bin/apigw-demo --duration '$(DURATION)' --rate '$(RATE)'
 
 # One real worker draining a pre-filled 4- and 16-shard stream on the
 # emulators (calls/s, CPU per million calls, peak RSS) and the failover time.

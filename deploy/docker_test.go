@@ -455,3 +455,52 @@ func TestComposeStack(t *testing.T) {
 		t.Error("prometheus service does not mount docker/prometheus.yml")
 	}
 }
+
+// The compose stack runs the kinesis-mock release the tests run (the npm
+// emulator kinesis-local is the same project, published at the same version).
+func TestComposeKinesisMockMatchesTheTestEmulator(t *testing.T) {
+	t.Parallel()
+	script, err := os.ReadFile("../scripts/install-emulators.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^KINESIS_LOCAL_VERSION=([0-9][0-9A-Za-z.\-]*)$`).FindSubmatch(script)
+	if m == nil {
+		t.Fatal("scripts/install-emulators.sh pins no KINESIS_LOCAL_VERSION")
+	}
+	image := loadCompose(t).Services["kinesis"].Image
+	repo, tag, _ := strings.Cut(image, ":")
+	if repo != "ghcr.io/etspaceman/kinesis-mock" || tag != string(m[1]) {
+		t.Fatalf("compose runs %s, the tests kinesis-local %s: use ghcr.io/etspaceman/kinesis-mock:%s", image, m[1], m[1])
+	}
+}
+
+// The README gives one command to bring the stack up, names Compose v2 as
+// the prerequisite, and the compose file's own header agrees.
+func TestReadmeHasOneComposeUpCommand(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	compose, err := os.ReadFile("../docker/compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := regexp.MustCompile(`docker[ -]compose [^\n` + "`" + `]*\bup\b[^\n` + "`" + `]*`)
+	cmds := map[string]bool{}
+	for _, c := range up.FindAllString(string(readme)+string(compose), -1) {
+		cmds[strings.TrimSpace(c)] = true
+	}
+	if len(cmds) != 1 {
+		t.Fatalf("README and compose.yaml give %d different up commands, want 1: %v", len(cmds), cmds)
+	}
+	for c := range cmds {
+		if !strings.HasPrefix(c, "docker compose ") {
+			t.Errorf("%q is not Compose v2's `docker compose`", c)
+		}
+	}
+	if !strings.Contains(string(readme), "Compose v2") || !strings.Contains(string(compose), "Compose v2") {
+		t.Error("README or compose.yaml does not name Compose v2 as the prerequisite")
+	}
+}

@@ -1,37 +1,73 @@
 #!/usr/bin/env bash
 # The project's test command (README "Test it"; .ci/run calls exactly this).
 # vet, the race-enabled test suite (real emulators over loopback), then a short
-# run of every fuzz target.
+# run of every fuzz target. Every stage and every fuzz target says what it runs
+# before it starts, since several of them compile silently for a minute.
+#
+#   DRY_RUN=1 scripts/test.sh   print the stages and fuzz targets, run nothing
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FUZZTIME="${FUZZTIME:-10s}"
+DRY_RUN="${DRY_RUN:-}"
 
-echo "== go vet"
-go vet ./...
+# stage NAME WHAT: announces a stage with the clock time, so a silent
+# compile is visibly in progress, and the previous stage's duration.
+stage_start=$SECONDS
+stage() {
+  if [[ -n "${stage_name:-}" ]]; then
+    echo "   ${stage_name}: done in $((SECONDS - stage_start))s"
+  fi
+  stage_name="$1"
+  stage_start=$SECONDS
+  echo "== $1 ($(date +%H:%M:%S)): $2"
+}
 
-echo "== staticcheck"
-command -v staticcheck >/dev/null || { echo "staticcheck not found: go install honnef.co/go/tools/cmd/staticcheck@v0.8.2 (.ci/run does) and put \$(go env GOPATH)/bin on PATH" >&2; exit 1; }
-staticcheck ./...
+# run CMD...: prints the command, then runs it (unless DRY_RUN).
+run() {
+  echo "   \$ $*"
+  [[ -n "$DRY_RUN" ]] || "$@"
+}
 
-echo "== cfn-lint (deploy/cloudformation/*.yaml)"
-if ! command -v cfn-lint >/dev/null 2>&1; then
+stage "go vet" "type-checks every package; prints nothing until done (up to ~90s on a cold build cache)"
+run go vet ./...
+
+stage "staticcheck" "every package"
+if [[ -z "$DRY_RUN" ]]; then
+  command -v staticcheck >/dev/null || { echo "staticcheck not found: go install honnef.co/go/tools/cmd/staticcheck@v0.8.2 (.ci/run does) and put \$(go env GOPATH)/bin on PATH" >&2; exit 1; }
+fi
+run staticcheck ./...
+
+stage "cfn-lint" "deploy/cloudformation/*.yaml against AWS's resource schemas"
+if [[ -z "$DRY_RUN" ]] && ! command -v cfn-lint >/dev/null 2>&1; then
   echo "cfn-lint is missing: the CloudFormation templates in deploy/cloudformation are checked against AWS's resource schemas with it. Install it (pip install 'cfn-lint>=1.51,<2') and run this script again." >&2
   exit 1
 fi
-cfn-lint --version
-cfn-lint deploy/cloudformation/*.yaml
+run cfn-lint --version
+run cfn-lint deploy/cloudformation/*.yaml
 
-echo "== go test -race"
-go test -race -count=1 -timeout 25m ./...
+stage "go test -race" "every package, one ok/FAIL line each as it finishes"
+run go test -race -count=1 -timeout 25m ./...
 
-echo "== fuzz (${FUZZTIME} each)"
 # Every func FuzzXxx in a _test.go file, run briefly in its package.
-grep -rl --include='*_test.go' -E '^func Fuzz[A-Za-z0-9_]+\(' pkg cmd internal 2>/dev/null | sort | while read -r f; do
+targets=()
+while read -r f; do
   dir="./$(dirname "$f")"
   for name in $(grep -oE '^func Fuzz[A-Za-z0-9_]+' "$f" | sed 's/^func //'); do
-    echo "-- $name ($dir)"
-    go test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" "$dir"
+    targets+=("$dir $name")
   done
+done < <(grep -rl --include='*_test.go' -E '^func Fuzz[A-Za-z0-9_]+\(' pkg cmd internal 2>/dev/null | sort)
+stage "fuzz" "${#targets[@]} targets, ${FUZZTIME} each; each first builds with coverage instrumentation (silent, up to a minute)"
+i=0
+for t in "${targets[@]}"; do
+  i=$((i + 1))
+  dir="${t% *}" name="${t#* }"
+  echo "-- [$i/${#targets[@]}] $name ($dir) from $(date +%H:%M:%S): building, then fuzzing for ${FUZZTIME}"
+  run go test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" "$dir"
 done
-echo "== all tests passed"
+stage "done" "all stages finished"
+if [[ -n "$DRY_RUN" ]]; then
+  echo "== dry run: nothing was run"
+else
+  echo "== all tests passed"
+fi

@@ -33,6 +33,9 @@ func TestUsageErrorsAreReportedAndHelpIsNotAnError(t *testing.T) {
 		{[]string{"healthcheck", "-h"}, 0, "/healthz"},
 		{[]string{"devnode", "-h"}, 0, "usage: apigw-connector devnode"},
 		{[]string{"generate", "-h"}, 0, "usage: apigw-connector generate"},
+		{[]string{"version", "extra"}, 2, "takes no arguments"},
+		{[]string{"version", "--bogus"}, 2, "flag provided but not defined"},
+		{[]string{"version", "-h"}, 0, "usage: apigw-connector version"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -41,7 +44,7 @@ func TestUsageErrorsAreReportedAndHelpIsNotAnError(t *testing.T) {
 			if code != tt.code || !strings.Contains(errs, tt.want) {
 				t.Fatalf("exit %d, want %d; stderr does not say %q:\n%s%s", code, tt.code, tt.want, out, errs)
 			}
-			if strings.Contains(out, "replay summary") {
+			if strings.Contains(out, "replay summary") || strings.HasPrefix(out, "apigw-connector ") {
 				t.Fatalf("a usage mistake replayed something:\n%s", out)
 			}
 		})

@@ -116,9 +116,9 @@ func parseGenerateFlags(args []string, stderr io.Writer) (genOptions, error) {
 	d := traffic.DefaultOptions()
 	var o genOptions
 	fs := newFlagSet("generate", stderr)
-	fs.Float64Var(&o.rate, "rate", 200, "calls per second (0: as fast as possible)")
-	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to generate (0: until --count)")
-	fs.Int64Var(&o.count, "count", 0, "total calls (0: rate x duration)")
+	fs.Float64Var(&o.rate, "rate", 200, "calls per second (0: as fast as possible; with --count and no --rate: as fast as possible)")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to generate (0: until --count; with --count and no --duration: until --count)")
+	fs.Int64Var(&o.count, "count", 0, "total calls (0: rate x duration); alone it writes them as fast as possible")
 	fs.IntVar(&o.apis, "apis", d.APIs, "number of API Gateway APIs")
 	fs.IntVar(&o.endpoints, "endpoints", d.EndpointsPerAPI, "endpoints per API")
 	fs.Float64Var(&o.errorShare, "error-share", d.ErrorShare, "share of 4xx/5xx calls, 0-1")
@@ -141,6 +141,14 @@ func parseGenerateFlags(args []string, stderr io.Writer) (genOptions, error) {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if o.count > 0 && !set["rate"] {
+		// Asking for N calls means a file of N calls, not a 200 calls/s wait
+		// for it; pacing stays available with an explicit --rate.
+		o.rate = 0
+		if !set["duration"] {
+			o.duration = 0
+		}
+	}
 	usageErr := func(format string, a ...any) error {
 		fmt.Fprintf(stderr, "generate: "+format+"\n", a...)
 		return errUsage
@@ -505,8 +513,30 @@ func (r *trafficRun) write(ctx context.Context, recs []genRecord) error {
 	return nil
 }
 
+// unit names what one written unit is in the output format: a subscription
+// groups calls into documents (Kinesis records on a stream), plain output is
+// one line per call.
+func (r *trafficRun) unit() string {
+	switch {
+	case r.put != nil:
+		return "Kinesis records"
+	case r.o.format == genFormatLines:
+		return "lines"
+	default:
+		return "subscription documents"
+	}
+}
+
+// units is how many units were written: for lines one per call.
+func (r *trafficRun) units() int64 {
+	if r.put == nil && r.o.format == genFormatLines {
+		return r.calls
+	}
+	return r.records
+}
+
 func (r *trafficRun) printProgress(w io.Writer) {
-	fmt.Fprintf(w, "generate: progress calls=%d records=%d elapsed=%s\n", r.calls, r.records, time.Since(r.started).Round(100*time.Millisecond))
+	fmt.Fprintf(w, "generate: progress calls=%d %s=%d elapsed=%s\n", r.calls, strings.ReplaceAll(r.unit(), " ", "_"), r.units(), time.Since(r.started).Round(100*time.Millisecond))
 }
 
 func (r *trafficRun) summary() string {
@@ -526,8 +556,8 @@ func (r *trafficRun) summary() string {
 	if r.calls > 0 {
 		errPct = 100 * float64(r.errCalls) / float64(r.calls)
 	}
-	s := fmt.Sprintf("generate: %d calls in %d records (%s, %.1f KiB) to %s over %s = %.0f calls/s; %d APIs, %d endpoints, %.1f%% errors, seed %d",
-		r.calls, r.records, r.o.format, float64(r.bytes)/1024, dest, elapsed.Round(time.Millisecond), rate,
+	s := fmt.Sprintf("generate: %d calls in %d %s (%s, %.1f KiB) to %s over %s = %.0f calls/s; %d APIs, %d endpoints, %.1f%% errors, seed %d",
+		r.calls, r.units(), r.unit(), r.o.format, float64(r.bytes)/1024, dest, elapsed.Round(time.Millisecond), rate,
 		len(r.g.APIs()), len(r.g.Endpoints()), errPct, r.o.seed)
 	if r.put != nil {
 		s += fmt.Sprintf("; %d PutRecords calls, %d records retried", r.put.calls, r.put.retried)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -391,4 +392,40 @@ func TestGenerateStream(t *testing.T) { // not parallel: t.Setenv
 		t.Errorf("control messages = %d, want 1", controls)
 	}
 	checkAgainstManifest(t, calls, m)
+}
+
+// --count alone asks for a file of N calls: no pacing, no --duration cut,
+// and the summary counts plain lines as lines.
+func TestGenerateCountAloneIsUnpacedAndNamesItsUnit(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args         []string
+		rate         float64
+		duration     time.Duration
+		summaryUnits string
+	}{
+		{[]string{"--count", "300"}, 0, 0, "300 calls in 300 lines (lines,"},
+		{[]string{"--count", "300", "--format", "cwlogs-json", "--events-per-record", "10"}, 0, 0, "300 calls in 30 subscription documents (cwlogs-json,"},
+		{[]string{"--count", "300", "--rate", "1000"}, 1000, 10 * time.Second, "300 calls in 300 lines"},
+		{[]string{"--count", "300", "--duration", "1m"}, 0, time.Minute, "300 calls in 300 lines"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			t.Parallel()
+			o, err := parseGenerateFlags(tt.args, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.rate != tt.rate || o.duration != tt.duration {
+				t.Fatalf("rate %v duration %s, want %v %s", o.rate, o.duration, tt.rate, tt.duration)
+			}
+			_, stderr, err := runGenerate(t, context.Background(), tt.args...)
+			if err != nil {
+				t.Fatalf("generate: %v\n%s", err, stderr)
+			}
+			if !strings.Contains(stderr, tt.summaryUnits) || strings.Contains(stderr, "records") {
+				t.Fatalf("summary does not say %q (or says records):\n%s", tt.summaryUnits, stderr)
+			}
+		})
+	}
 }

@@ -96,7 +96,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "healthcheck":
 		err = cmdHealthcheck(ctx, args[1:], stderr)
 	case "version", "--version", "-v":
-		fmt.Fprintf(stdout, "apigw-connector %s (commit %s)\n", version, commit)
+		err = cmdVersion(args[1:], stdout, stderr)
 	case "help", "--help", "-h":
 		fmt.Fprint(stdout, usage)
 	default:
@@ -125,6 +125,21 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// cmdVersion follows every command's rule: -h is usage (exit 0), a stray
+// argument or flag is a usage mistake (exit 2).
+func cmdVersion(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("version", stderr)
+	setUsage(fs, "version", "Prints the version and the commit this binary was built from.")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("takes no arguments, got %q", fs.Args())
+	}
+	fmt.Fprintf(stdout, "apigw-connector %s (commit %s)\n", version, commit)
+	return nil
 }
 
 // exitError carries a specific exit code.

@@ -98,11 +98,7 @@ Settings: --config FILE, APIGW_CONNECTOR_* variables (apigw-connector check-conf
 	// but the source must keep its leases renewed while it drains.
 	if err := src.Start(context.WithoutCancel(ctx)); err != nil {
 		shutdownAll(log, grace, nil, core, tel)
-		var op *net.OpError
-		if cfg.Source.Type == config.SourceFirehose && errors.As(err, &op) && op.Op == "listen" {
-			return fmt.Errorf("start firehose source: %w: set firehose.listen (env %sFIREHOSE_LISTEN) to a free address, e.g. \":8080\"", err, config.EnvPrefix)
-		}
-		return fmt.Errorf("start %s source: %w", cfg.Source.Type, err)
+		return sourceStartError(cfg.Source.Type, err)
 	}
 	<-ctx.Done()
 	log.Info("stopping: draining in-flight calls", "grace", grace.String())
@@ -111,6 +107,17 @@ Settings: --config FILE, APIGW_CONNECTOR_* variables (apigw-connector check-conf
 	}
 	log.Info("stopped cleanly")
 	return nil
+}
+
+// sourceStartError adds the fix to a source's start error. Each source's
+// error already starts with what failed ("start kinesis source: ...",
+// "start firehose receiver: ..."), so it gets no second prefix.
+func sourceStartError(sourceType string, err error) error {
+	var op *net.OpError
+	if sourceType == config.SourceFirehose && errors.As(err, &op) && op.Op == "listen" {
+		return fmt.Errorf("%w: set firehose.listen (env %sFIREHOSE_LISTEN) to a free address, e.g. \":8080\"", err, config.EnvPrefix)
+	}
+	return err
 }
 
 // shutdownAll stops in data-flow order: the source first (it stops reading,
@@ -122,7 +129,7 @@ func shutdownAll(log *slog.Logger, grace time.Duration, src source, core *app.Co
 	var errs []error
 	if src != nil {
 		if err := src.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("shut down source: %w", err))
+			errs = append(errs, err) // it names itself: "shut down kinesis source: ..."
 		}
 	}
 	if err := core.Shutdown(ctx); err != nil {

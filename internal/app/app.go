@@ -65,6 +65,12 @@ func (c *Core) Start(ctx context.Context, probe bool) error {
 	return nil
 }
 
+// HealthProbeFailed is the warning of a failed node health probe. An empty
+// environment variable counts as unset, so it names `off`, which switches
+// the health path off in the YAML file and in the environment alike.
+const HealthProbeFailed = "node health probe failed: check node.url and node.health_path " +
+	"(for a TCP check only: node.health_path: off in the YAML file, APIGW_CONNECTOR_NODE_HEALTH_PATH=off in the environment)"
+
 func (c *Core) probeLoop(ctx context.Context) {
 	defer close(c.probeDone)
 	t := time.NewTicker(ProbeInterval)
@@ -77,7 +83,7 @@ func (c *Core) probeLoop(ctx context.Context) {
 		}
 		switch {
 		case err != nil && wasUp:
-			c.log.Warn("node health probe failed: check node.url and node.health_path (empty: TCP check only)", "err", err)
+			c.log.Warn(HealthProbeFailed, "err", err)
 		case err == nil && !wasUp:
 			c.log.Info("node health probe succeeded")
 		}

@@ -130,10 +130,13 @@ func (o Options) Validate() error {
 
 // WorkerResult is one worker's share at the end of the run.
 type WorkerResult struct {
-	ID        string
-	Leases    int
-	Delivered int64
-	Rejected  int64
+	ID     string
+	Leases int
+	// Delivered counts the deliveries the node accepted or already held
+	// (AlreadyHeld of them: redeliveries after lease moves).
+	Delivered   int64
+	AlreadyHeld int64
+	Rejected    int64 // refused for good
 }
 
 // Result is what a demo run measured.
@@ -141,7 +144,7 @@ type Result struct {
 	Generated  int64 // calls written to the stream
 	Delivered  int64 // of those, completed at devnode (request and response message)
 	Missing    int64
-	Duplicates int64 // extra deliveries of generated calls (devnode refused them as duplicates)
+	Duplicates int64 // redeliveries of generated calls (devnode refused them as duplicates)
 	// Endpoints is the number of generated endpoints that were called;
 	// Discovered how many of them the inventory holds.
 	Endpoints        int
@@ -182,6 +185,9 @@ type run struct {
 	http    *http.Client
 	tr      *http.Transport
 	started time.Time
+	// trafficStarted is when generate started: the progress clock counts
+	// from it, not from the emulators' installation and the build.
+	trafficStarted time.Time
 	// afterWorkers runs in the shutdown once the workers are stopped (devnode).
 	afterWorkers func()
 }
@@ -239,7 +245,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 
 func (d *run) main(ctx context.Context) (*Result, error) {
 	o := d.o
-	d.say("apigw-connector demo: %d APIs x %d endpoints, %.0f calls/s for %s, %d shards, %d workers (work folder %s)",
+	d.say("%d APIs x %d endpoints, %.0f calls/s for %s, %d shards, %d workers (work folder %s)",
 		o.APIs, o.EndpointsPerAPI, o.Rate, o.Duration, o.Shards, o.Workers, d.dir)
 	if !o.SkipInstall {
 		d.say("installing the AWS emulators (npm, cached in %s)", emulator.Dir(o.RepoRoot))
@@ -309,6 +315,28 @@ func (d *run) awsEnv(kinesisEP, dynamoEP string) []string {
 	return env
 }
 
+// buildArgs builds the connector the way `make build` stamps it, so the
+// workers log (and send the node) the checkout's version instead of "dev".
+func buildArgs(ctx context.Context, repo, out string) []string {
+	git := func(args ...string) string {
+		cmd := exec.CommandContext(ctx, "git", args...)
+		cmd.Dir = repo
+		b, err := cmd.Output()
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(string(b))
+	}
+	version, commit := git("describe", "--tags", "--always", "--dirty"), git("rev-parse", "--short=12", "HEAD")
+	if version == "" {
+		version = "dev"
+	}
+	if commit == "" {
+		commit = "unknown"
+	}
+	return []string{"build", "-ldflags", "-X main.version=" + version + " -X main.commit=" + commit, "-o", out, "./cmd/apigw-connector"}
+}
+
 func (d *run) buildConnector(ctx context.Context) error {
 	if d.o.ConnectorBinary != "" {
 		d.bin = d.o.ConnectorBinary
@@ -316,14 +344,14 @@ func (d *run) buildConnector(ctx context.Context) error {
 	}
 	d.bin = filepath.Join(d.dir, "apigw-connector")
 	start := time.Now()
-	cmd := exec.Command("go", "build", "-o", d.bin, "./cmd/apigw-connector")
+	cmd := exec.Command("go", buildArgs(ctx, d.o.RepoRoot, d.bin)...)
 	cmd.Dir = d.o.RepoRoot
 	p, err := d.start(ctx, "go-build", cmd)
 	if err != nil {
 		return err
 	}
 	if err := d.waitProc(ctx, p); err != nil {
-		return fmt.Errorf("build the connector (go build ./cmd/apigw-connector): %w\n%s", err, p.logTail(4000))
+		return fmt.Errorf("build the connector (go %s): %w\n%s", strings.Join(cmd.Args[1:], " "), err, p.logTail(4000))
 	}
 	d.say("connector built in %s", time.Since(start).Round(100*time.Millisecond))
 	return nil
@@ -478,6 +506,7 @@ func (d *run) traffic(ctx context.Context, kinesisEP, nodeURL string, node *devn
 	var genLog strings.Builder
 	readDone := make(chan struct{})
 	genStart := time.Now()
+	d.trafficStarted = genStart
 	p, err := d.start(ctx, "generate", cmd)
 	pw.Close() // the child holds its own copy
 	if err != nil {
@@ -501,6 +530,9 @@ func (d *run) traffic(ctx context.Context, kinesisEP, nodeURL string, node *devn
 		}
 	}()
 	d.say("generating traffic: apigw-connector %s", strings.Join(args, " "))
+	for _, l := range strings.Split(legend, "\n") {
+		d.say("%s", l)
+	}
 
 	var maxLag float64
 	sample := time.NewTicker(time.Second)
@@ -607,17 +639,11 @@ func (d *run) scrapeWorkers(ctx context.Context, workers []*worker) []workerView
 
 func (d *run) printProgress(phase string, generated int64, node *devnode.Server, workers []*worker, views []workerView) {
 	st := node.Stats()
-	var b strings.Builder
-	fmt.Fprintf(&b, "[%5.1fs] %-8s generated %6d | delivered %6d | dup %d |", time.Since(d.started).Seconds(), phase, generated, st.Completed, st.Duplicates)
+	f := progressFigures{elapsed: time.Since(d.trafficStarted), phase: phase, generated: generated, delivered: st.Completed, redelivered: st.Duplicates}
 	for i, w := range workers {
-		v := views[i]
-		if !v.ok {
-			fmt.Fprintf(&b, " %s: no metrics |", w.id)
-			continue
-		}
-		fmt.Fprintf(&b, " %s: %d leases, lag %s, %d sent |", w.id, v.leases, fmtMillis(v.lagMillis), int64(v.delivered))
+		f.workers = append(f.workers, workerFigures{id: w.id, v: views[i]})
 	}
-	d.say("%s", strings.TrimSuffix(b.String(), " |"))
+	d.say("%s", progressLine(f))
 }
 
 func fmtMillis(ms float64) string {
@@ -641,7 +667,8 @@ func (d *run) report(ctx context.Context, nodeURL string, node *devnode.Server, 
 	var endLag float64
 	for i, w := range workers {
 		endLag = max(endLag, views[i].lagMillis)
-		res.Workers = append(res.Workers, WorkerResult{ID: w.id, Leases: views[i].leases, Delivered: int64(views[i].delivered), Rejected: int64(views[i].rejected)})
+		res.Workers = append(res.Workers, WorkerResult{ID: w.id, Leases: views[i].leases, Delivered: int64(views[i].delivered),
+			AlreadyHeld: int64(views[i].alreadyHeld), Rejected: int64(views[i].rejected)})
 	}
 	res.EndLag = time.Duration(endLag) * time.Millisecond
 	if gen := t.genEnd.Sub(t.genStart).Seconds(); gen > 0 {
@@ -700,16 +727,16 @@ func (d *run) report(ctx context.Context, nodeURL string, node *devnode.Server, 
 	d.say("latency from the access-log time to the node: p50 %s, p99 %s, max %s (includes the subscription-like batching and 200ms polls)",
 		res.LatencyP50.Round(time.Millisecond), res.LatencyP99.Round(time.Millisecond), res.LatencyMax.Round(time.Millisecond))
 	for _, w := range res.Workers {
-		d.say("%s: %d leases at the end, %d calls delivered, %d refused by the node (duplicates after lease moves)", w.ID, w.Leases, w.Delivered, w.Rejected)
+		d.say("%s", workerLine(w))
 	}
 
 	var errs []error
 	if res.Missing > 0 {
 		sample := missing[:min(5, len(missing))]
-		d.say("CALLS LOST: %d of %d generated calls never reached the node (e.g. %s)", res.Missing, res.Generated, strings.Join(sample, ", "))
+		d.say("%s (e.g. %s)", verdictLine(res), strings.Join(sample, ", "))
 		errs = append(errs, fmt.Errorf("%w: %d of %d not delivered", ErrCallsLost, res.Missing, res.Generated))
 	} else {
-		d.say("no call lost: %d/%d delivered (%d duplicates)", res.Delivered, res.Generated, res.Duplicates)
+		d.say("%s", verdictLine(res))
 	}
 	if len(res.MissingEndpoints) > 0 || len(res.Unexpected) > 0 {
 		errs = append(errs, fmt.Errorf("%w: %d endpoints missing, %d unexpected rows", ErrInventoryMismatch, len(res.MissingEndpoints), len(res.Unexpected)))

@@ -101,8 +101,11 @@ type workerView struct {
 	leases    int     // apigw_connector_lease_held
 	lagMillis float64 // max apigw_connector_kinesis_millis_behind_latest over its shards
 	delivered float64 // apigw_connector_pipeline_calls_total{result="delivered"}
-	rejected  float64 // ...{result="rejected"}: duplicates the node refused, among others
-	records   float64 // apigw_connector_kinesis_records_read_total
+	rejected  float64 // ...{result="rejected"}: refused for good (a duplicate counts as delivered, already held)
+	// alreadyHeld: apigw_connector_node_already_held_total, deliveries the
+	// node already had (redeliveries after a lease move), within delivered.
+	alreadyHeld float64
+	records     float64 // apigw_connector_kinesis_records_read_total
 }
 
 func viewOf(samples []sample) workerView {
@@ -123,6 +126,8 @@ func viewOf(samples []sample) workerView {
 			case "rejected":
 				v.rejected = s.value
 			}
+		case "apigw_connector_node_already_held_total":
+			v.alreadyHeld = s.value
 		case "apigw_connector_kinesis_records_read_total":
 			v.records += s.value
 		}

@@ -1,6 +1,7 @@
 package accesslog
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -113,39 +114,42 @@ const MappingPath = "access_log.fields"
 // Validate checks that the fields a call needs have keys, that no key is
 // empty, and that no key feeds two fields.
 func (m Mapping) Validate() error {
+	var errs []error
 	lists, names := m.lists()
 	for _, f := range []int{fMethod, fStatus} {
 		if len(lists[f]) == 0 {
-			return fmt.Errorf("%s.%s must list at least one key, got none: set %s.%s (e.g. [%q]; env %s)",
-				MappingPath, names[f], MappingPath, names[f], DefaultMapping().keysOf(f)[0], envOf(names[f]))
+			errs = append(errs, fmt.Errorf("%s.%s must list at least one key, got none: set %s.%s (e.g. [%q]; env %s)",
+				MappingPath, names[f], MappingPath, names[f], DefaultMapping().keysOf(f)[0], envOf(names[f])))
 		}
 	}
 	if len(lists[fPath]) == 0 && len(lists[fRouteTemplate]) == 0 && len(lists[fRouteKey]) == 0 {
-		return fmt.Errorf("%s.path must list at least one key (or route_template/route_key must), got none: set %s.path (e.g. [\"path\"])",
-			MappingPath, MappingPath)
+		errs = append(errs, fmt.Errorf("%s.path must list at least one key (or route_template/route_key must), got none: set %s.path (e.g. [\"path\"])",
+			MappingPath, MappingPath))
 	}
 	owner := map[string]int{}
 	for f := range numFields {
 		for _, k := range lists[f] {
 			if strings.TrimSpace(k) == "" {
-				return fmt.Errorf("%s.%s has an empty key name: remove it from %s.%s", MappingPath, names[f], MappingPath, names[f])
+				errs = append(errs, fmt.Errorf("%s.%s has an empty key name: remove it from %s.%s", MappingPath, names[f], MappingPath, names[f]))
 			}
 			if strings.Contains(k, ".") && slices.Contains(strings.Split(k, "."), "") {
-				return fmt.Errorf("%s.%s key %q has an empty part: write nested keys as dot paths like \"identity.sourceIp\"", MappingPath, names[f], k)
+				errs = append(errs, fmt.Errorf("%s.%s key %q has an empty part: write nested keys as dot paths like \"identity.sourceIp\"", MappingPath, names[f], k))
 			}
 			if strings.Count(k, ".") >= maxNestDepth {
-				return fmt.Errorf("%s.%s key %q nests deeper than %d levels: flatten the access-log format", MappingPath, names[f], k, maxNestDepth)
+				errs = append(errs, fmt.Errorf("%s.%s key %q nests deeper than %d levels: flatten the access-log format", MappingPath, names[f], k, maxNestDepth))
 			}
 			if g, dup := owner[k]; dup {
 				if g == f {
-					return fmt.Errorf("%s.%s lists key %q twice: remove one", MappingPath, names[f], k)
+					errs = append(errs, fmt.Errorf("%s.%s lists key %q twice: remove one", MappingPath, names[f], k))
+				} else {
+					errs = append(errs, fmt.Errorf("key %q is listed in both %s.%s and %s.%s: keep it in one", k, MappingPath, names[g], MappingPath, names[f]))
 				}
-				return fmt.Errorf("key %q is listed in both %s.%s and %s.%s: keep it in one", k, MappingPath, names[g], MappingPath, names[f])
+				continue
 			}
 			owner[k] = f
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // envOf names the environment override of a mapping field.

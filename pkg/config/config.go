@@ -201,8 +201,12 @@ func decodeYAML(data []byte, cfg *Config) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true) // a typo in a key must not silently keep the default
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		if msg := explainYAML(data); msg != "" {
-			return errors.New(msg)
+		if msgs := explainYAML(data); len(msgs) > 0 {
+			errs := make([]error, len(msgs))
+			for i, m := range msgs {
+				errs[i] = errors.New(m)
+			}
+			return collect(errs...)
 		}
 		// Not %w: the decoder's message may quote a secret's first bytes.
 		return fmt.Errorf("parse YAML: %s (keys are listed in configs/apigw-connector.yaml)", scrubYAMLError(err))
@@ -211,41 +215,50 @@ func decodeYAML(data []byte, cfg *Config) error {
 }
 
 // Validate checks the settings every command uses (node, pipeline, decoding,
-// parsing, telemetry).
+// parsing, telemetry) and reports every problem at once (Problems).
 func (c Config) Validate() error {
+	var errs []error
 	if c.Decode.MaxDecompressedBytes < 1024 {
-		return fmt.Errorf("decode.max_decompressed_bytes must be at least 1024, got %d: set decode.max_decompressed_bytes (env %sDECODE_MAX_DECOMPRESSED_BYTES), default 67108864 (64 MiB)", c.Decode.MaxDecompressedBytes, EnvPrefix)
+		errs = append(errs, fmt.Errorf("decode.max_decompressed_bytes must be at least 1024, got %d: set decode.max_decompressed_bytes (env %sDECODE_MAX_DECOMPRESSED_BYTES), default 67108864 (64 MiB)", c.Decode.MaxDecompressedBytes, EnvPrefix))
 	}
 	// User info in node.url, however written (a password may hold '/', '#',
 	// '?' or a bad %-escape, which url.Parse would cut elsewhere), is refused
 	// here with the credentials redacted; node.Validate never echoes it either.
 	if strings.Contains(c.Node.URL, "@") {
-		return c.nodeURLError(fmt.Errorf("node.url must not carry user info (credentials) or any '@', got %s: set node.url (env %sNODE_URL) as scheme://host:port; to authenticate to the node use node.extra_headers or a client certificate (node.tls.cert_file)", redactURL(c.Node.URL), EnvPrefix))
+		errs = append(errs, c.nodeURLError(fmt.Errorf("node.url must not carry user info (credentials) or any '@', got %s: set node.url (env %sNODE_URL) as scheme://host:port; to authenticate to the node use node.extra_headers or a client certificate (node.tls.cert_file)", redactURL(c.Node.URL), EnvPrefix)))
+		// node.Validate's own node.url message would say the same again.
+		n := c.Node
+		n.URL = "http://redacted.invalid"
+		errs = append(errs, n.Validate())
+	} else if err := c.Node.Validate(); err != nil {
+		errs = append(errs, c.nodeURLErrors(err)...)
 	}
-	if err := c.Node.Validate(); err != nil {
-		return c.nodeURLError(err)
-	}
-	if err := c.AccessLog.HostRules(nil).Validate(); err != nil {
-		return err
-	}
-	if err := c.AccessLog.notNodeHost(c.Node.URL); err != nil {
-		return err
-	}
-	for _, v := range []interface{ Validate() error }{c.Pipeline, c.AccessLog.Fields, c.Metrics, c.Log} {
-		if err := v.Validate(); err != nil {
-			return err
-		}
+	errs = append(errs, c.AccessLog.HostRules(nil).Validate(), c.AccessLog.notNodeHost(c.Node.URL))
+	pl := c.Pipeline
+	pl.Workers = max(pl.Workers, 1) // node.concurrency: node.Validate reports it
+	for _, v := range []interface{ Validate() error }{pl, c.AccessLog.Fields, c.Metrics, c.Log} {
+		errs = append(errs, v.Validate())
 	}
 	if strings.HasPrefix(strings.ToLower(c.Node.URL), "https://") {
-		if err := readable(
+		errs = append(errs, readable(
 			fileSetting{"node.tls.ca_file", c.Node.TLS.CAFile},
 			fileSetting{"node.tls.cert_file", c.Node.TLS.CertFile},
 			fileSetting{"node.tls.key_file", c.Node.TLS.KeyFile},
-		); err != nil {
-			return err
-		}
+		))
 	}
-	return nil
+	return collect(errs...)
+}
+
+// nodeURLErrors is nodeURLError for each of node.Validate's problems.
+func (c Config) nodeURLErrors(err error) []error {
+	var out []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok && isJoin(err) {
+		for _, e := range j.Unwrap() {
+			out = append(out, c.nodeURLError(e))
+		}
+		return out
+	}
+	return []error{c.nodeURLError(err)}
 }
 
 // nodeURLError points a node.url message at X_NODE_URL when that set it.
@@ -261,39 +274,38 @@ type fileSetting struct{ path, file string }
 // readable checks that every named file can be opened, so that a wrong path
 // fails at start (and in check-config) with the setting that holds it.
 func readable(files ...fileSetting) error {
+	var errs []error
 	for _, f := range files {
 		if f.file == "" {
 			continue
 		}
 		fh, err := os.Open(f.file)
 		if err != nil {
-			return fmt.Errorf("%s: %w: set %s (env %s) to a readable file", f.path, err, f.path, envName(strings.Split(f.path, ".")))
+			errs = append(errs, fmt.Errorf("%s: %w: set %s (env %s) to a readable file", f.path, err, f.path, envName(strings.Split(f.path, "."))))
+			continue
 		}
 		fh.Close()
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
-// ValidateForRun also checks the selected source's section.
+// ValidateForRun also checks the selected source's section; every problem
+// of both is reported at once.
 func (c Config) ValidateForRun() error {
-	if err := c.Validate(); err != nil {
-		return err
-	}
+	errs := []error{c.Validate()}
 	switch c.Source.Type {
 	case SourceKinesis:
-		return c.Kinesis.Validate()
+		errs = append(errs, c.Kinesis.Validate())
 	case SourceFirehose:
-		if err := c.Firehose.Validate(); err != nil {
-			return err
-		}
-		return readable(
+		errs = append(errs, c.Firehose.Validate(), readable(
 			fileSetting{"firehose.access_key_file", c.Firehose.AccessKeyFile},
 			fileSetting{"firehose.tls.cert_file", c.Firehose.TLS.CertFile},
 			fileSetting{"firehose.tls.key_file", c.Firehose.TLS.KeyFile},
-		)
+		))
 	default:
-		return fmt.Errorf("source.type %q is unknown: set source.type (env %sSOURCE_TYPE) to %q or %q", c.Source.Type, EnvPrefix, SourceKinesis, SourceFirehose)
+		errs = append(errs, fmt.Errorf("source.type %q is unknown: set source.type (env %sSOURCE_TYPE) to %q or %q", c.Source.Type, EnvPrefix, SourceKinesis, SourceFirehose))
 	}
+	return collect(errs...)
 }
 
 // DecoderOptions maps the decode section onto the decoder's options.

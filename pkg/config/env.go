@@ -88,24 +88,23 @@ func walk(v reflect.Value, path []string, leaf func(path []string, v reflect.Val
 
 // applyEnv sets every leaf whose override is present, and rejects any
 // APIGW_CONNECTOR_* variable that names no setting (a typo would otherwise
-// leave a default in force unnoticed).
+// leave a default in force unnoticed). Every bad variable is reported.
 func applyEnv(cfg *Config, getenv func(string) string, environ []string) error {
 	known := map[string]bool{EnvConfigFile: true}
-	var err error
+	names := []string{EnvConfigFile}
+	var errs []error
 	walk(reflect.ValueOf(cfg).Elem(), nil, func(path []string, v reflect.Value) {
 		name := envName(path)
 		known[name] = true
+		names = append(names, name)
 		raw := getenv(name)
-		if raw == "" || err != nil {
+		if raw == "" {
 			return
 		}
 		if e := setFromString(v, raw, secretPath(path)); e != nil {
-			err = fmt.Errorf("environment %s (setting %s): %w", name, strings.Join(path, "."), e)
+			errs = append(errs, fmt.Errorf("environment %s (setting %s): %w", name, strings.Join(path, "."), e))
 		}
 	})
-	if err != nil {
-		return err
-	}
 	var unknown []string
 	for _, kv := range environ {
 		k, _, _ := strings.Cut(kv, "=")
@@ -113,11 +112,11 @@ func applyEnv(cfg *Config, getenv func(string) string, environ []string) error {
 			unknown = append(unknown, k)
 		}
 	}
-	if len(unknown) > 0 {
-		sort.Strings(unknown)
-		return fmt.Errorf("environment %s names no setting: unset it or fix its name (the settings are listed by `apigw-connector check-config --list`)", strings.Join(unknown, ", "))
+	sort.Strings(unknown)
+	for _, k := range unknown {
+		errs = append(errs, fmt.Errorf("environment %s names no setting: %sunset it or fix its name (the settings are listed by `apigw-connector check-config --list`)", k, didYouMean(k, names)))
 	}
-	return nil
+	return collect(errs...)
 }
 
 // setFromString sets v from its environment form. Lists and maps are

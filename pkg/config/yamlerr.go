@@ -9,35 +9,36 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// explainYAML finds the first key or value of a YAML document that does not
-// fit the configuration and describes it with its line, its setting path, its
+// explainYAML finds every key or value of a YAML document that does not
+// fit the configuration and describes each with its line, its setting path, its
 // environment variable and the expected form. The YAML decoder's own messages
 // name only a Go type ("field ulr not found in type node.Config", "cannot
 // unmarshal !!int `5` into time.Duration"); an operator needs the setting.
-// It returns "" when it finds nothing more specific to say.
-func explainYAML(data []byte) string {
+// It returns nil when it finds nothing more specific to say.
+func explainYAML(data []byte) []string {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil || len(doc.Content) == 0 {
-		return ""
+		return nil
 	}
 	return explainNode(doc.Content[0], reflect.TypeOf(Config{}), nil)
 }
 
-func explainNode(n *yaml.Node, t reflect.Type, path []string) string {
+func explainNode(n *yaml.Node, t reflect.Type, path []string) []string {
 	for n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
 	}
 	if isSection(t) {
 		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-			return ""
+			return nil
 		}
 		if n.Kind != yaml.MappingNode {
 			where := "the document"
 			if len(path) > 0 {
 				where = strings.Join(path, ".")
 			}
-			return fmt.Sprintf("line %d: %s must be a mapping of settings, got %s", n.Line, where, describe(n))
+			return []string{fmt.Sprintf("line %d: %s must be a mapping of settings, got %s", n.Line, where, describe(n))}
 		}
+		var msgs []string
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			if k.Value == "<<" { // merge key: the decoder checks the merged keys
@@ -46,14 +47,17 @@ func explainNode(n *yaml.Node, t reflect.Type, path []string) string {
 			f, ok := fieldByYAMLName(t, k.Value)
 			p := append(append([]string(nil), path...), k.Value)
 			if !ok {
-				return fmt.Sprintf("line %d: %s names no setting: fix or remove it (the settings are listed by `apigw-connector check-config --list`%s)",
-					k.Line, strings.Join(p, "."), known(t))
+				hint := ""
+				if s := suggest(k.Value, keys(t)); s != "" {
+					hint = fmt.Sprintf("did you mean %s? ", strings.Join(append(append([]string(nil), path...), s), "."))
+				}
+				msgs = append(msgs, fmt.Sprintf("line %d: %s names no setting: %sfix or remove it (the settings are listed by `apigw-connector check-config --list`%s)",
+					k.Line, strings.Join(p, "."), hint, known(t)))
+				continue
 			}
-			if msg := explainNode(v, f.Type, p); msg != "" {
-				return msg
-			}
+			msgs = append(msgs, explainNode(v, f.Type, p)...)
 		}
-		return ""
+		return msgs
 	}
 	// A leaf: decode it alone into its type to see whether it fits.
 	ptr := reflect.New(t)
@@ -63,9 +67,9 @@ func explainNode(n *yaml.Node, t reflect.Type, path []string) string {
 		if secretPath(path) {
 			got = "the value (not shown: it may hold a secret)"
 		}
-		return fmt.Sprintf("line %d: %s: %s is not %s: set %s (env %s)", n.Line, name, got, expected(t), name, envName(path))
+		return []string{fmt.Sprintf("line %d: %s: %s is not %s: set %s (env %s)", n.Line, name, got, expected(t), name, envName(path))}
 	}
-	return ""
+	return nil
 }
 
 func isSection(t reflect.Type) bool { return t.Kind() == reflect.Struct && t != timeType }
@@ -81,14 +85,20 @@ func fieldByYAMLName(t reflect.Type, key string) (reflect.StructField, bool) {
 	return reflect.StructField{}, false
 }
 
-// known lists the keys a section accepts, for a short hint.
-func known(t reflect.Type) string {
+// keys lists the keys a section accepts.
+func keys(t reflect.Type) []string {
 	var names []string
 	for i := range t.NumField() {
 		if name, ok := yamlName(t.Field(i)); ok {
 			names = append(names, name)
 		}
 	}
+	return names
+}
+
+// known lists the keys a section accepts, for a short hint.
+func known(t reflect.Type) string {
+	names := keys(t)
 	if len(names) == 0 || len(names) > 25 {
 		return ""
 	}

@@ -1,8 +1,11 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 
@@ -29,21 +32,23 @@ type HostRules struct {
 
 // Validate checks the hosts and the region; messages name the setting.
 func (h HostRules) Validate() error {
+	var errs []error
 	if h.DefaultHost != "" && !validHost(h.DefaultHost) {
-		return fmt.Errorf("access_log.default_host %q is not a host name (host or host:port): set access_log.default_host (env APIGW_CONNECTOR_ACCESS_LOG_DEFAULT_HOST) to the API's domain, e.g. api.example.com", h.DefaultHost)
+		errs = append(errs, fmt.Errorf("access_log.default_host %q is not a host name (host or host:port): set access_log.default_host (env APIGW_CONNECTOR_ACCESS_LOG_DEFAULT_HOST) to the API's domain, e.g. api.example.com", h.DefaultHost))
 	}
-	for g, host := range h.HostsByLogGroup {
+	for _, g := range slices.Sorted(maps.Keys(h.HostsByLogGroup)) {
+		host := h.HostsByLogGroup[g]
 		if strings.TrimSpace(g) == "" {
-			return fmt.Errorf("access_log.hosts_by_log_group has an empty log group name: write log_group: host (env APIGW_CONNECTOR_ACCESS_LOG_HOSTS_BY_LOG_GROUP=group=host,group2=host2)")
+			errs = append(errs, fmt.Errorf("access_log.hosts_by_log_group has an empty log group name: write log_group: host (env APIGW_CONNECTOR_ACCESS_LOG_HOSTS_BY_LOG_GROUP=group=host,group2=host2)"))
 		}
 		if !validHost(host) {
-			return fmt.Errorf("access_log.hosts_by_log_group[%q] = %q is not a host name (host or host:port): set it to the API's domain, e.g. api.example.com (env APIGW_CONNECTOR_ACCESS_LOG_HOSTS_BY_LOG_GROUP=group=host,group2=host2)", g, host)
+			errs = append(errs, fmt.Errorf("access_log.hosts_by_log_group[%q] = %q is not a host name (host or host:port): set it to the API's domain, e.g. api.example.com (env APIGW_CONNECTOR_ACCESS_LOG_HOSTS_BY_LOG_GROUP=group=host,group2=host2)", g, host))
 		}
 	}
 	if h.Region != "" && !validLabel(h.Region) {
-		return fmt.Errorf("access_log.region %q is not an AWS region such as us-east-1: set access_log.region (env APIGW_CONNECTOR_ACCESS_LOG_REGION), or AWS_REGION", h.Region)
+		errs = append(errs, fmt.Errorf("access_log.region %q is not an AWS region such as us-east-1: set access_log.region (env APIGW_CONNECTOR_ACCESS_LOG_REGION), or AWS_REGION", h.Region))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // executionLogGroupPrefix starts the log group API Gateway creates for a REST

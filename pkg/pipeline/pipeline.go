@@ -52,13 +52,14 @@ func DefaultConfig() Config { return Config{MaxBufferedCalls: 4096, Workers: 64}
 
 // Validate checks the bounds.
 func (c Config) Validate() error {
+	var errs []error
 	if c.MaxBufferedCalls < 1 || c.MaxBufferedCalls > 1<<20 {
-		return fmt.Errorf("pipeline.max_buffered_calls must be between 1 and 1048576, got %d: set pipeline.max_buffered_calls (env APIGW_CONNECTOR_PIPELINE_MAX_BUFFERED_CALLS)", c.MaxBufferedCalls)
+		errs = append(errs, fmt.Errorf("pipeline.max_buffered_calls must be between 1 and 1048576, got %d: set pipeline.max_buffered_calls (env APIGW_CONNECTOR_PIPELINE_MAX_BUFFERED_CALLS)", c.MaxBufferedCalls))
 	}
 	if c.Workers < 1 {
-		return fmt.Errorf("node.concurrency must be at least 1, got %d: set node.concurrency (env APIGW_CONNECTOR_NODE_CONCURRENCY)", c.Workers)
+		errs = append(errs, fmt.Errorf("node.concurrency must be at least 1, got %d: set node.concurrency (env APIGW_CONNECTOR_NODE_CONCURRENCY)", c.Workers))
 	}
-	return c.Hosts.Validate()
+	return errors.Join(append(errs, c.Hosts.Validate())...)
 }
 
 type job struct {

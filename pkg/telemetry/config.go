@@ -3,6 +3,7 @@
 package telemetry
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -32,19 +33,20 @@ func DefaultMetricsConfig() MetricsConfig {
 
 // Validate checks the listener address.
 func (c MetricsConfig) Validate() error {
+	var errs []error
 	if c.Addr == "" {
 		return nil
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		return fmt.Errorf("metrics.addr %q is not host:port (%v): set metrics.addr (env APIGW_CONNECTOR_METRICS_ADDR) to e.g. \":9102\" or \"127.0.0.1:9102\"", c.Addr, err)
+		errs = append(errs, fmt.Errorf("metrics.addr %q is not host:port (%v): set metrics.addr (env APIGW_CONNECTOR_METRICS_ADDR) to e.g. \":9102\" or \"127.0.0.1:9102\"", c.Addr, err))
 	}
 	if c.MaxConnections < 1 || c.MaxConnections > 65536 {
-		return fmt.Errorf("metrics.max_connections must be between 1 and 65536, got %d: set metrics.max_connections (env APIGW_CONNECTOR_METRICS_MAX_CONNECTIONS), default 64", c.MaxConnections)
+		errs = append(errs, fmt.Errorf("metrics.max_connections must be between 1 and 65536, got %d: set metrics.max_connections (env APIGW_CONNECTOR_METRICS_MAX_CONNECTIONS), default 64", c.MaxConnections))
 	}
 	if c.IdleTimeout < time.Second || c.IdleTimeout > time.Hour {
-		return fmt.Errorf("metrics.idle_timeout must be between 1s and 1h, got %s: set metrics.idle_timeout (env APIGW_CONNECTOR_METRICS_IDLE_TIMEOUT), default 30s", c.IdleTimeout)
+		errs = append(errs, fmt.Errorf("metrics.idle_timeout must be between 1s and 1h, got %s: set metrics.idle_timeout (env APIGW_CONNECTOR_METRICS_IDLE_TIMEOUT), default 30s", c.IdleTimeout))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // LogConfig is the `log:` section.
@@ -63,18 +65,19 @@ func DefaultLogConfig() LogConfig {
 
 // Validate checks level and format.
 func (c LogConfig) Validate() error {
+	var errs []error
 	if _, err := ParseLevel(c.Level); err != nil {
-		return fmt.Errorf("log.level: %w: set log.level (env APIGW_CONNECTOR_LOG_LEVEL) to debug, info, warn or error", err)
+		errs = append(errs, fmt.Errorf("log.level: %w: set log.level (env APIGW_CONNECTOR_LOG_LEVEL) to debug, info, warn or error", err))
 	}
 	switch strings.ToLower(c.Format) {
 	case "json", "text":
 	default:
-		return fmt.Errorf("log.format %q is unknown: set log.format (env APIGW_CONNECTOR_LOG_FORMAT) to json or text", c.Format)
+		errs = append(errs, fmt.Errorf("log.format %q is unknown: set log.format (env APIGW_CONNECTOR_LOG_FORMAT) to json or text", c.Format))
 	}
 	if c.RepeatInterval < 0 {
-		return fmt.Errorf("log.repeat_interval must not be negative, got %s: set log.repeat_interval (env APIGW_CONNECTOR_LOG_REPEAT_INTERVAL) to e.g. 10s (0 disables rate limiting)", c.RepeatInterval)
+		errs = append(errs, fmt.Errorf("log.repeat_interval must not be negative, got %s: set log.repeat_interval (env APIGW_CONNECTOR_LOG_REPEAT_INTERVAL) to e.g. 10s (0 disables rate limiting)", c.RepeatInterval))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // ParseLevel parses a slog level name.

@@ -15,7 +15,7 @@ func NewLogger(c LogConfig, w io.Writer) *slog.Logger {
 	if err != nil {
 		lvl = slog.LevelInfo
 	}
-	opts := &slog.HandlerOptions{Level: lvl}
+	opts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: ReplaceAttr}
 	var h slog.Handler
 	if strings.EqualFold(c.Format, "text") {
 		h = slog.NewTextHandler(w, opts)
@@ -26,6 +26,24 @@ func NewLogger(c LogConfig, w io.Writer) *slog.Logger {
 		h = NewRateLimitHandler(h, c.RepeatInterval, time.Now)
 	}
 	return slog.New(h)
+}
+
+// ReplaceAttr writes every time.Duration as a short string ("4.01s"): the
+// JSON handler would write raw nanoseconds (4012740337), which no reader
+// parses at a glance. Three significant digits are plenty for a log line.
+func ReplaceAttr(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(ShortDuration(a.Value.Duration()))
+	}
+	return a
+}
+
+// ShortDuration is d rounded to three significant digits, as Go writes it.
+func ShortDuration(d time.Duration) string {
+	unit := time.Duration(1)
+	for abs := max(d, -d); abs >= 1000*unit && unit < time.Second; unit *= 10 {
+	}
+	return d.Round(unit).String()
 }
 
 // EventKey marks a record as a state change (a lease taken, lost, released

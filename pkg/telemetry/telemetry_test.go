@@ -163,3 +163,49 @@ func TestRateLimitHandlerNeverSuppressesEvents(t *testing.T) {
 		}
 	}
 }
+
+// Durations are written as short strings by both formats, wherever logged.
+func TestLoggedDurationsAreShortStrings(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		format string
+		want   string
+	}{
+		{"json", `"delay":"4.01s"`},
+		{"text", `delay=4.01s`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.format, func(t *testing.T) {
+			t.Parallel()
+			var b bytes.Buffer
+			log := NewLogger(LogConfig{Level: "info", Format: tt.format, RepeatInterval: time.Second}, &b)
+			log.With("grace", 30*time.Second).WithGroup("retry").Warn("node down", "delay", 4012740337*time.Nanosecond, slog.Any("backoff", 1500*time.Microsecond))
+			out := b.String()
+			for _, w := range []string{tt.want, "30s", "1.5ms"} {
+				if !strings.Contains(out, w) {
+					t.Errorf("log line does not hold %s:\n%s", w, out)
+				}
+			}
+			if strings.Contains(out, "4012740337") {
+				t.Errorf("raw nanoseconds in:\n%s", out)
+			}
+		})
+	}
+}
+
+func TestShortDuration(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[time.Duration]string{
+		4012740337 * time.Nanosecond:           "4.01s",
+		999 * time.Nanosecond:                  "999ns",
+		1234567 * time.Nanosecond:              "1.23ms",
+		123456 * time.Microsecond:              "123ms",
+		90*time.Minute + 1234*time.Millisecond: "1h30m1s",
+		-2500 * time.Millisecond:               "-2.5s",
+		0:                                      "0s",
+	} {
+		if got := ShortDuration(in); got != want {
+			t.Errorf("ShortDuration(%d) = %s, want %s", in, got, want)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package firehose
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -88,52 +89,53 @@ func DefaultConfig() Config {
 // unauthenticated endpoint would let anyone inject calls into the inventory;
 // local tests simply configure any key.
 func (c Config) Validate() error {
+	var errs []error
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		return fmt.Errorf("firehose.listen %q is not host:port (%v): set firehose.listen (env APIGW_CONNECTOR_FIREHOSE_LISTEN) to e.g. \":8080\"", c.Listen, err)
+		errs = append(errs, fmt.Errorf("firehose.listen %q is not host:port (%v): set firehose.listen (env APIGW_CONNECTOR_FIREHOSE_LISTEN) to e.g. \":8080\"", c.Listen, err))
 	}
 	if !strings.HasPrefix(c.Path, "/") {
-		return fmt.Errorf("firehose.path %q must start with /: set firehose.path (env APIGW_CONNECTOR_FIREHOSE_PATH) to e.g. \"/firehose\"", c.Path)
+		errs = append(errs, fmt.Errorf("firehose.path %q must start with /: set firehose.path (env APIGW_CONNECTOR_FIREHOSE_PATH) to e.g. \"/firehose\"", c.Path))
 	}
 	if c.HealthPath != "" && !strings.HasPrefix(c.HealthPath, "/") {
-		return fmt.Errorf("firehose.health_path %q must start with /: set firehose.health_path (env APIGW_CONNECTOR_FIREHOSE_HEALTH_PATH) to e.g. \"/ping\", or empty to disable", c.HealthPath)
+		errs = append(errs, fmt.Errorf("firehose.health_path %q must start with /: set firehose.health_path (env APIGW_CONNECTOR_FIREHOSE_HEALTH_PATH) to e.g. \"/ping\", or empty to disable", c.HealthPath))
 	}
 	if c.HealthPath == c.Path {
-		return fmt.Errorf("firehose.health_path and firehose.path are both %q: give the health check its own path (env APIGW_CONNECTOR_FIREHOSE_HEALTH_PATH)", c.Path)
+		errs = append(errs, fmt.Errorf("firehose.health_path and firehose.path are both %q: give the health check its own path (env APIGW_CONNECTOR_FIREHOSE_HEALTH_PATH)", c.Path))
 	}
 	for i, k := range c.AccessKeys {
 		if strings.TrimSpace(k) == "" {
-			return fmt.Errorf("firehose.access_keys[%d] is empty: remove it or set a key (env APIGW_CONNECTOR_FIREHOSE_ACCESS_KEYS, comma-separated)", i)
+			errs = append(errs, fmt.Errorf("firehose.access_keys[%d] is empty: remove it or set a key (env APIGW_CONNECTOR_FIREHOSE_ACCESS_KEYS, comma-separated)", i))
 		}
 	}
 	if len(c.AccessKeys) == 0 && c.AccessKeyFile == "" {
-		return fmt.Errorf("firehose.access_keys is empty and firehose.access_key_file is not set: set the access key configured on the delivery stream (env APIGW_CONNECTOR_FIREHOSE_ACCESS_KEYS, comma-separated, or a file in APIGW_CONNECTOR_FIREHOSE_ACCESS_KEY_FILE)")
+		errs = append(errs, fmt.Errorf("firehose.access_keys is empty and firehose.access_key_file is not set: set the access key configured on the delivery stream (env APIGW_CONNECTOR_FIREHOSE_ACCESS_KEYS, comma-separated, or a file in APIGW_CONNECTOR_FIREHOSE_ACCESS_KEY_FILE)"))
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
-		return fmt.Errorf("firehose.tls needs both cert_file and key_file, got cert_file %q and key_file %q: set both (env APIGW_CONNECTOR_FIREHOSE_TLS_CERT_FILE, APIGW_CONNECTOR_FIREHOSE_TLS_KEY_FILE) or neither", c.TLS.CertFile, c.TLS.KeyFile)
+		errs = append(errs, fmt.Errorf("firehose.tls needs both cert_file and key_file, got cert_file %q and key_file %q: set both (env APIGW_CONNECTOR_FIREHOSE_TLS_CERT_FILE, APIGW_CONNECTOR_FIREHOSE_TLS_KEY_FILE) or neither", c.TLS.CertFile, c.TLS.KeyFile))
 	}
 	if c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 1<<30 {
-		return fmt.Errorf("firehose.max_body_bytes must be between 1024 and 1073741824, got %d: set firehose.max_body_bytes (env APIGW_CONNECTOR_FIREHOSE_MAX_BODY_BYTES) to at least the stream's buffer size (default 67108864)", c.MaxBodyBytes)
+		errs = append(errs, fmt.Errorf("firehose.max_body_bytes must be between 1024 and 1073741824, got %d: set firehose.max_body_bytes (env APIGW_CONNECTOR_FIREHOSE_MAX_BODY_BYTES) to at least the stream's buffer size (default 67108864)", c.MaxBodyBytes))
 	}
 	if c.MaxRecords < 1 || c.MaxRecords > 10_000_000 {
-		return fmt.Errorf("firehose.max_records must be between 1 and 10000000, got %d: set firehose.max_records (env APIGW_CONNECTOR_FIREHOSE_MAX_RECORDS), default 100000", c.MaxRecords)
+		errs = append(errs, fmt.Errorf("firehose.max_records must be between 1 and 10000000, got %d: set firehose.max_records (env APIGW_CONNECTOR_FIREHOSE_MAX_RECORDS), default 100000", c.MaxRecords))
 	}
 	if c.MaxDecompressedBytesPerDelivery < 1024 || c.MaxDecompressedBytesPerDelivery > 64<<30 {
-		return fmt.Errorf("firehose.max_decompressed_bytes_per_delivery must be between 1024 and 68719476736, got %d: set firehose.max_decompressed_bytes_per_delivery (env APIGW_CONNECTOR_FIREHOSE_MAX_DECOMPRESSED_BYTES_PER_DELIVERY), default 1073741824 (1 GiB)", c.MaxDecompressedBytesPerDelivery)
+		errs = append(errs, fmt.Errorf("firehose.max_decompressed_bytes_per_delivery must be between 1024 and 68719476736, got %d: set firehose.max_decompressed_bytes_per_delivery (env APIGW_CONNECTOR_FIREHOSE_MAX_DECOMPRESSED_BYTES_PER_DELIVERY), default 1073741824 (1 GiB)", c.MaxDecompressedBytesPerDelivery))
 	}
 	if c.BodyReadTimeout < 100*time.Millisecond {
-		return fmt.Errorf("firehose.body_read_timeout must be at least 100ms, got %s: set firehose.body_read_timeout (env APIGW_CONNECTOR_FIREHOSE_BODY_READ_TIMEOUT), default 15s (firehose.ack_deadline bounds it too)", c.BodyReadTimeout)
+		errs = append(errs, fmt.Errorf("firehose.body_read_timeout must be at least 100ms, got %s: set firehose.body_read_timeout (env APIGW_CONNECTOR_FIREHOSE_BODY_READ_TIMEOUT), default 15s (firehose.ack_deadline bounds it too)", c.BodyReadTimeout))
 	}
 	if c.AckDeadline < 100*time.Millisecond {
-		return fmt.Errorf("firehose.ack_deadline must be at least 100ms, got %s: set firehose.ack_deadline (env APIGW_CONNECTOR_FIREHOSE_ACK_DEADLINE) below the delivery stream's timeout, e.g. 60s", c.AckDeadline)
+		errs = append(errs, fmt.Errorf("firehose.ack_deadline must be at least 100ms, got %s: set firehose.ack_deadline (env APIGW_CONNECTOR_FIREHOSE_ACK_DEADLINE) below the delivery stream's timeout, e.g. 60s", c.AckDeadline))
 	}
 	if c.MaxConcurrentDeliveries < 1 || c.MaxConcurrentDeliveries > 4096 {
-		return fmt.Errorf("firehose.max_concurrent_deliveries must be between 1 and 4096, got %d: set firehose.max_concurrent_deliveries (env APIGW_CONNECTOR_FIREHOSE_MAX_CONCURRENT_DELIVERIES)", c.MaxConcurrentDeliveries)
+		errs = append(errs, fmt.Errorf("firehose.max_concurrent_deliveries must be between 1 and 4096, got %d: set firehose.max_concurrent_deliveries (env APIGW_CONNECTOR_FIREHOSE_MAX_CONCURRENT_DELIVERIES)", c.MaxConcurrentDeliveries))
 	}
 	if c.DedupRequestIDs < 0 {
-		return fmt.Errorf("firehose.dedup_request_ids must not be negative, got %d: set firehose.dedup_request_ids (env APIGW_CONNECTOR_FIREHOSE_DEDUP_REQUEST_IDS), 0 disables", c.DedupRequestIDs)
+		errs = append(errs, fmt.Errorf("firehose.dedup_request_ids must not be negative, got %d: set firehose.dedup_request_ids (env APIGW_CONNECTOR_FIREHOSE_DEDUP_REQUEST_IDS), 0 disables", c.DedupRequestIDs))
 	}
 	if c.DedupCallIDs < 0 {
-		return fmt.Errorf("firehose.dedup_call_ids must not be negative, got %d: set firehose.dedup_call_ids (env APIGW_CONNECTOR_FIREHOSE_DEDUP_CALL_IDS), 0 disables", c.DedupCallIDs)
+		errs = append(errs, fmt.Errorf("firehose.dedup_call_ids must not be negative, got %d: set firehose.dedup_call_ids (env APIGW_CONNECTOR_FIREHOSE_DEDUP_CALL_IDS), 0 disables", c.DedupCallIDs))
 	}
-	return nil
+	return errors.Join(errs...)
 }

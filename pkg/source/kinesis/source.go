@@ -65,7 +65,7 @@ func New(cfg Config, awsCfg aws.Config, sub Submitter, reg prometheus.Registerer
 	s.coord, err = lease.NewCoordinator(s.db, s.deps.lister, processor{s.deps},
 		s.leaseConfig(), reg, leaseLog)
 	if err != nil {
-		return nil, fmt.Errorf("create lease coordinator: %w", err)
+		return nil, err // it says "new lease coordinator: ..." itself
 	}
 	return s, nil
 }
