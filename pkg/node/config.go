@@ -270,7 +270,8 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.HealthPath != "" && (!strings.HasPrefix(c.HealthPath, "/") || strings.ContainsAny(c.HealthPath, " \t\r\n#")) {
-		bad("health_path", "must be empty (TCP check only) or a path starting with /, got %q", c.HealthPath)
+		// "off" in the file or the environment arrives here as "" (pkg/config maps it).
+		bad("health_path", "must be off (TCP check only) or a path starting with /, got %q", c.HealthPath)
 	}
 	return errors.Join(errs...)
 }

@@ -59,7 +59,7 @@ func TestValidate(t *testing.T) {
 		{"cert without key", func(c *Config) { c.TLS.CertFile = "c.pem" }, []string{"node.tls.cert_file and node.tls.key_file must be set together"}},
 		{"skip method", func(c *Config) { c.Filters.SkipMethods = []string{"GET", ""} }, []string{"node.filters.skip_methods[1]", "APIGW_CONNECTOR_NODE_FILTERS_SKIP_METHODS"}},
 		{"status pattern", func(c *Config) { c.Filters.Statuses = []string{"2xx", "6xx"} }, []string{"node.filters.statuses[1] must be a status code 100-599"}},
-		{"health path", func(c *Config) { c.HealthPath = "health" }, []string{"node.health_path"}},
+		{"health path", func(c *Config) { c.HealthPath = "health" }, []string{"node.health_path must be off (TCP check only) or a path starting with /"}},
 		{"several at once", func(c *Config) { c.Concurrency, c.HostMode = -1, "" }, []string{"node.concurrency", "node.host_mode"}},
 	}
 	for _, tt := range tests {
