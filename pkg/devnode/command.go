@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/wallarm/apigw-connector/pkg/telemetry"
 )
 
 // shutdownGrace bounds the graceful shutdown once ctx is cancelled.
@@ -66,7 +68,8 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("%w: --log-level must be debug, info, warn or error, got %q", ErrUsage, *logLevel)
 	}
-	hopts := &slog.HandlerOptions{Level: level}
+	// Durations as "4.01s", as the connector logs them.
+	hopts := &slog.HandlerOptions{Level: level, ReplaceAttr: telemetry.ReplaceAttr}
 	var log *slog.Logger
 	switch *logFormat {
 	case "json":
