@@ -52,7 +52,7 @@ type grid struct {
 	step     int64
 	first    int64
 	used     bool  // any call placed yet
-	min, max int64 // spanning: the buckets holding calls
+	min, max int64 // the first and last buckets placed (sliding: ever)
 }
 
 func newGrid(tl Timeline) grid {
@@ -96,6 +96,7 @@ func (g *grid) place(at time.Time, each func(func([]int64))) (int, bool) {
 			each(func(c []int64) { shiftCounts(c, shift) })
 			g.first += shift
 		}
+		g.max = max(g.max, b)
 		return int(b - g.first), true
 	}
 	for {
@@ -149,23 +150,27 @@ func coarsenCounts(c []int64, first, f int64) {
 	copy(c, out)
 }
 
-// series cuts counts to what a view shows: for a sliding grid the n steps
-// up to now (or to the grid's end, should the clock have stepped back), for
-// a spanning one the buckets holding calls.
+// series cuts counts to what a view shows: for a sliding grid the steps up
+// to now (or to its newest call, should the clock have stepped back), at
+// most Buckets of them and none before the first call; for a spanning one
+// the buckets holding calls.
 func (g *grid) series(c []int64, now time.Time) *Series {
 	if !g.used || c == nil {
 		return nil
 	}
+	lo, hi := g.min, g.max
 	if g.tl.Sliding {
 		n := int64(len(c))
-		vf := max(g.first, floorDiv(now.UnixNano(), g.step)-n+1)
-		out := make([]int64, n)
-		copy(out, c[min(vf-g.first, n):])
-		return &Series{Start: time.Unix(0, vf*g.step).UTC(), Step: time.Duration(g.step), Counts: out}
+		hi = max(floorDiv(now.UnixNano(), g.step), g.max)
+		lo = max(hi-n+1, g.min, g.first)
 	}
-	out := make([]int64, g.max-g.min+1)
-	copy(out, c[g.min-g.first:])
-	return &Series{Start: time.Unix(0, g.min*g.step).UTC(), Step: time.Duration(g.step), Counts: out}
+	out := make([]int64, hi-lo+1)
+	for b := lo; b <= hi; b++ {
+		if i := b - g.first; i >= 0 && i < int64(len(c)) {
+			out[b-lo] = c[i]
+		}
+	}
+	return &Series{Start: time.Unix(0, lo*g.step).UTC(), Step: time.Duration(g.step), Counts: out}
 }
 
 // StepLabel names a step for a reader: "10 s", "5 min", "3 h", "1 d".
