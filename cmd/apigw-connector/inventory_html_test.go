@@ -116,8 +116,7 @@ func parseHosts(t *testing.T, dom string) []renderedHost {
 const hostileHost = `<script>alert("host")</script>`
 
 // sendCall delivers one call to devnode as its two messages.
-func sendCall(t *testing.T, h http.Handler, id, host, method, path string, status int) {
-	t.Helper()
+func sendCall(h http.Handler, id, host, method, path string, status int) error {
 	hdr := func(r *http.Request) {
 		r.Header.Set(devnode.DefaultRequestIDHeader, id)
 		r.Header.Set(devnode.DefaultForwardedHostHeader, host)
@@ -134,9 +133,10 @@ func sendCall(t *testing.T, h http.Handler, id, host, method, path string, statu
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
 		if w.Code != http.StatusOK {
-			t.Fatalf("%s %s %s: devnode answered %d %s", host, r.Method, path, w.Code, w.Body.String())
+			return fmt.Errorf("%s %s %s: devnode answered %d %s", host, r.Method, path, w.Code, w.Body.String())
 		}
 	}
+	return nil
 }
 
 func TestInventoryHTMLDevnodePageInBrowser(t *testing.T) {
@@ -149,7 +149,10 @@ func TestInventoryHTMLDevnodePageInBrowser(t *testing.T) {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == "/stats" && r.Header.Get(devnode.DefaultRequestIDHeader) == "" {
 				once.Do(func() {
-					sendCall(t, dn.Handler(), "late-1", "late.example.com", "GET", "/news/7", 200)
+					// Not Fatal: this runs on the server's goroutine.
+					if err := sendCall(dn.Handler(), "late-1", "late.example.com", "GET", "/news/7", 200); err != nil {
+						t.Error(err)
+					}
 				})
 			}
 			h.ServeHTTP(w, r)
@@ -169,7 +172,9 @@ func TestInventoryHTMLDevnodePageInBrowser(t *testing.T) {
 		{hostileHost, "GET", `/x/"q'/<b>bold</b>`, 200},
 	}
 	for i, c := range calls {
-		sendCall(t, dn.Handler(), fmt.Sprintf("c-%d", i), c.host, c.method, c.path, c.status)
+		if err := sendCall(dn.Handler(), fmt.Sprintf("c-%d", i), c.host, c.method, c.path, c.status); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	dom := dumpDOM(t, base+"/", 10*time.Second)
@@ -251,5 +256,34 @@ func TestInventoryHTMLFileInBrowser(t *testing.T) {
 	// and the page says which step that is.
 	if !strings.Contains(dom, "calls per 5 min") {
 		t.Errorf("the page does not name the sparklines' step (5 min for 3 hours in 60 steps):\n%s", dom)
+	}
+}
+
+// The table's summary line counts in words that agree with the numbers.
+func TestInventorySummaryGrammar(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		lines string
+		want  string
+	}{
+		{"one of each", `{"requestId":"r1","httpMethod":"GET","path":"/a","status":"200","domainName":"a.example.com"}` + "\nnot json\n",
+			"1 endpoint from 1 call (1 line not an API call, 0 documents undecodable)"},
+		{"several", `{"requestId":"r1","httpMethod":"GET","path":"/a","status":"200","domainName":"a.example.com"}` + "\n" +
+			`{"requestId":"r2","httpMethod":"GET","path":"/b","status":"200","domainName":"a.example.com"}` + "\n",
+			"2 endpoints from 2 calls (0 lines not API calls, 0 documents undecodable)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := filepath.Join(t.TempDir(), "access.log")
+			if err := os.WriteFile(p, []byte(tc.lines), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, _, errs := runCmd(t, "inventory", p)
+			if code != 0 || !strings.Contains(errs, tc.want) {
+				t.Errorf("exit %d, stderr %q; want %q", code, errs, tc.want)
+			}
+		})
 	}
 }
