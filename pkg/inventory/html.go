@@ -156,9 +156,14 @@ func newView(p Page) view {
 	v.HostCount = int64(len(v.Hosts))
 	for _, e := range eps {
 		if e.Series != nil {
-			end := e.Series.Start.Add(time.Duration(len(e.Series.Counts)) * e.Series.Step)
-			v.Span = fmt.Sprintf("calls per %s, %s to %s UTC", StepLabel(e.Series.Step),
-				e.Series.Start.UTC().Format("2006-01-02 15:04:05"), end.UTC().Format("15:04:05"))
+			start := e.Series.Start.UTC()
+			end := start.Add(time.Duration(len(e.Series.Counts)) * e.Series.Step)
+			endFormat := "15:04:05"
+			if end.YearDay() != start.YearDay() || end.Year() != start.Year() {
+				endFormat = "2006-01-02 15:04:05"
+			}
+			v.Span = fmt.Sprintf("calls per %s, %s to %s", StepLabel(e.Series.Step),
+				start.Format("2006-01-02 15:04:05"), end.Format(endFormat))
 			break
 		}
 	}
