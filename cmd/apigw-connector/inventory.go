@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -22,9 +25,9 @@ func cmdInventory(ctx context.Context, args []string, stdin io.Reader, stdout, s
 	fs := newFlagSet("inventory", stderr)
 	var cf commonFlags
 	cf.register(fs)
-	format := fs.String("format", "table", "output: table, json or openapi (an OpenAPI 3.1 document)")
-	title := fs.String("title", "APIs seen in API Gateway access logs", "info.title of the OpenAPI document")
-	setUsage(fs, "inventory [--config FILE] [--format table|json|openapi] [FILE...|-]",
+	format := fs.String("format", "table", "output: table, json, openapi (an OpenAPI 3.1 document) or html (one self-contained page)")
+	title := fs.String("title", "APIs seen in API Gateway access logs", "info.title of the OpenAPI document, the HTML page's heading")
+	setUsage(fs, "inventory [--config FILE] [--format table|json|openapi|html] [FILE...|-]",
 		"Builds the API inventory from exported access logs or CloudWatch Logs data (every input replay reads),\n"+
 			"without a node: endpoints by host, method and path template, with call counts and statuses.\n"+
 			"access_log.* settings (field mapping, hosts) apply as in run and replay. No FILE or - reads stdin.")
@@ -32,9 +35,9 @@ func cmdInventory(ctx context.Context, args []string, stdin io.Reader, stdout, s
 		return err
 	}
 	switch *format {
-	case "table", "json", "openapi":
+	case "table", "json", "openapi", "html":
 	default:
-		return usageErrorf("--format %q: want table, json or openapi", *format)
+		return usageErrorf("--format %q: want table, json, openapi or html", *format)
 	}
 	for _, name := range fs.Args() {
 		if name == "-" {
@@ -106,10 +109,33 @@ func cmdInventory(ctx context.Context, args []string, stdin io.Reader, stdout, s
 		err = inventory.WriteJSON(stdout, eps)
 	case "openapi":
 		err = inventory.WriteOpenAPI(stdout, eps, *title)
+	case "html":
+		err = inventory.WriteHTML(stdout, inventory.Page{
+			Title:    *title,
+			Subtitle: "Built by apigw-connector inventory from " + inputsLabel(names) + ", " + time.Now().UTC().Format("2006-01-02 15:04 UTC") + ", with no node.",
+			Facts: []inventory.Fact{
+				{Label: "lines not API calls", Value: int64(total.ParseErrors), Warn: true},
+				{Label: "documents undecodable", Value: int64(total.DecodeErrors), Warn: true},
+			},
+			Endpoints: eps,
+		})
 	default:
 		err = inventory.WriteTable(stdout, eps)
-		fmt.Fprintf(stderr, "%d endpoints from %d calls (%d lines not API calls, %d documents undecodable)\n",
-			len(eps), total.Calls, total.ParseErrors, total.DecodeErrors)
+		fmt.Fprintf(stderr, "%s from %s (%s, %s)\n",
+			inventory.Plural(int64(len(eps)), "endpoint", "endpoints"), inventory.Plural(int64(total.Calls), "call", "calls"),
+			inventory.Plural(int64(total.ParseErrors), "line not an API call", "lines not API calls"),
+			inventory.Plural(int64(total.DecodeErrors), "document undecodable", "documents undecodable"))
 	}
 	return err
+}
+
+// inputsLabel names the inputs for the HTML page: "stdin", one file, or a count.
+func inputsLabel(names []string) string {
+	switch {
+	case len(names) == 1 && names[0] == "-":
+		return "stdin"
+	case len(names) == 1:
+		return filepath.Base(names[0])
+	}
+	return strconv.Itoa(len(names)) + " inputs"
 }

@@ -18,10 +18,13 @@ func FoldPath(p string) string { return inventory.FoldPath(p) }
 // inventoryView is the devnode's view of the shared inventory.
 type inventoryView struct{ *inventory.Inventory }
 
-func newInventory() inventoryView { return inventoryView{inventory.New()} }
+// newInventory keeps a live timeline: calls per 10 s over the last 10 minutes.
+func newInventory() inventoryView {
+	return inventoryView{inventory.NewWithTimeline(inventory.LiveTimeline)}
+}
 
 func (v inventoryView) add(host, method, path string, status int, at time.Time) {
 	v.Add(host, method, path, status, at)
 }
 
-func (v inventoryView) snapshot() []Endpoint { return v.Snapshot() }
+func (v inventoryView) snapshot(now time.Time) []Endpoint { return v.SnapshotAt(now) }

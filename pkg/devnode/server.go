@@ -198,7 +198,7 @@ func (s *Server) SetFailing(status int, d time.Duration) {
 func (s *Server) SetLatency(d time.Duration) { s.latency.Store(int64(max(d, 0))) }
 
 // Inventory returns the endpoints seen in completed calls, sorted by host, path, method.
-func (s *Server) Inventory() []Endpoint { return s.inv.snapshot() }
+func (s *Server) Inventory() []Endpoint { return s.inv.snapshot(s.now()) }
 
 // Stats returns the counters, after dropping expired request halves.
 func (s *Server) Stats() Stats {

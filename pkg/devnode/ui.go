@@ -2,35 +2,22 @@ package devnode
 
 import (
 	"bytes"
+	"fmt"
 	"html/template"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
+
+	"github.com/wallarm/apigw-connector/pkg/inventory"
 )
 
-// uiTemplate is deliberately plain: a table a human can read during a demo. Every
-// value comes from forwarded messages, so html/template escapes it all.
-var uiTemplate = template.Must(template.New("ui").Funcs(template.FuncMap{
-	"statuses": formatStatuses,
-	"ts":       func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-}).Parse(`<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>devnode inventory</title>
-<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 6px;text-align:left}</style>
-</head><body>
-<h1>devnode API inventory</h1>
-<p>requests {{.Stats.Requests}} &middot; completed {{.Stats.Completed}} &middot; pending {{.Stats.Pending}} &middot; duplicates {{.Stats.Duplicates}} &middot; missing response {{.Stats.MissingResponse}} &middot; failed {{.Stats.Failed}}</p>
-{{with .Stats.Rejects}}<p>rejected:{{range $reason, $n := .}} {{$reason}}={{$n}}{{end}}</p>{{end}}
-{{if .Stats.OwnHost}}<p><strong>{{.Stats.OwnHost}} calls carried this node's own address as the API's host</strong> (last: {{.Stats.OwnHostSeen}}): the connector could not name the API's host; add "domainName":"$context.domainName" to the access-log format</p>{{end}}
-<table>
-<tr><th>Host</th><th>Method</th><th>Path</th><th>Calls</th><th>Statuses</th><th>First seen</th><th>Last seen</th></tr>
-{{range .Endpoints}}<tr><td>{{.Host}}</td><td>{{.Method}}</td><td>{{.Path}}</td><td>{{.Calls}}</td><td>{{statuses .Statuses}}</td><td>{{ts .FirstSeen}}</td><td>{{ts .LastSeen}}</td></tr>
-{{else}}<tr><td colspan="7">no completed calls yet</td></tr>
-{{end}}</table>
-<p><a href="/inventory">inventory JSON</a> &middot; <a href="/stats">stats JSON</a> &middot; <a href="/metrics">metrics</a></p>
-</body></html>
-`))
+// ownHostNotice is devnode's own warning above the shared inventory page;
+// its values come from forwarded messages, so html/template escapes them.
+var ownHostNotice = template.Must(template.New("own").Parse(
+	`<strong>{{.OwnHost}} calls carried this node's own address as the API's host</strong> (last: {{.OwnHostSeen}}): ` +
+		`the connector could not name the API's host; add "domainName":"$context.domainName" to the access-log format`))
 
 func formatStatuses(m map[int]int64) string {
 	codes := make([]int, 0, len(m))
@@ -50,17 +37,52 @@ func formatStatuses(m map[int]int64) string {
 	return b.String()
 }
 
+// page is devnode's inventory page: the shared rendering (package
+// inventory) with devnode's counters, polling /stats to redraw.
+func (s *Server) page() (inventory.Page, error) {
+	st := s.Stats()
+	p := inventory.Page{
+		Title:    "devnode API inventory",
+		Subtitle: "devnode is a local stand-in for testing the connector, not a Wallarm node: the real node's API Discovery decides on its own what it lists.",
+		Facts: []inventory.Fact{
+			{Label: "requests", Value: st.Requests},
+			{Label: "completed", Value: st.Completed},
+			{Label: "pending", Value: st.Pending},
+			{Label: "duplicates", Value: st.Duplicates, Warn: true},
+			{Label: "missing response", Value: st.MissingResponse, Warn: true},
+			{Label: "failed", Value: st.Failed, Warn: true},
+		},
+		Endpoints: s.Inventory(),
+		Links: []inventory.Link{{Text: "inventory JSON", URL: "/inventory"}, {Text: "stats JSON", URL: "/stats"},
+			{Text: "metrics", URL: "/metrics"}},
+		Refresh: &inventory.Refresh{PollURL: "/stats", Key: "completed", Version: st.Completed},
+	}
+	for _, reason := range slices.Sorted(maps.Keys(st.Rejects)) {
+		p.Facts = append(p.Facts, inventory.Fact{Label: "rejected " + reason, Value: st.Rejects[reason], Warn: true})
+	}
+	if st.OwnHost > 0 {
+		var b bytes.Buffer
+		if err := ownHostNotice.Execute(&b, st); err != nil {
+			return p, fmt.Errorf("render own-host notice: %w", err)
+		}
+		p.Notice = template.HTML(b.String()) //nolint:gosec // html/template output, escaped above
+	}
+	return p, nil
+}
+
 func (s *Server) serveUI(w http.ResponseWriter, _ *http.Request) {
 	var buf bytes.Buffer
-	err := uiTemplate.Execute(&buf, struct {
-		Stats     Stats
-		Endpoints []Endpoint
-	}{s.Stats(), s.Inventory()})
+	p, err := s.page()
+	if err == nil {
+		err = inventory.WriteHTML(&buf, p)
+	}
 	if err != nil {
 		http.Error(w, "render inventory: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	// The page polls and redraws itself; a cached copy would show old data.
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(buf.Bytes())
 }

@@ -26,6 +26,8 @@ type Endpoint struct {
 	Statuses  map[int]int64 `json:"statuses"`
 	FirstSeen time.Time     `json:"first_seen"`
 	LastSeen  time.Time     `json:"last_seen"`
+	// Series is the calls over time (see Timeline); nil for no calls.
+	Series *Series `json:"series,omitempty"`
 }
 
 type endpointKey struct{ host, method, path string }
@@ -35,19 +37,30 @@ type endpointStats struct {
 	statuses map[int]int64
 	first    time.Time
 	last     time.Time
+	counts   []int64 // on the inventory's grid
 }
 
 // Inventory aggregates completed calls into endpoints: the folding of
 // concrete paths into templates that API Discovery-like views need. Safe for
 // concurrent use; one lock is enough, the critical section is a map update.
 type Inventory struct {
-	mu  sync.Mutex
-	eps map[endpointKey]*endpointStats
+	mu   sync.Mutex
+	eps  map[endpointKey]*endpointStats
+	grid grid
 }
 
-// New returns an empty inventory.
-func New() *Inventory {
-	return &Inventory{eps: make(map[endpointKey]*endpointStats)}
+// New returns an empty inventory keeping calls over time as FileTimeline.
+func New() *Inventory { return NewWithTimeline(FileTimeline) }
+
+// NewWithTimeline returns an empty inventory keeping calls over time as tl.
+func NewWithTimeline(tl Timeline) *Inventory {
+	return &Inventory{eps: make(map[endpointKey]*endpointStats), grid: newGrid(tl)}
+}
+
+func (inv *Inventory) eachCounts(f func([]int64)) {
+	for _, e := range inv.eps {
+		f(e.counts)
+	}
 }
 
 // Add counts one completed call; path is the concrete path, folded here.
@@ -57,8 +70,12 @@ func (inv *Inventory) Add(host, method, path string, status int, at time.Time) {
 	defer inv.mu.Unlock()
 	e := inv.eps[k]
 	if e == nil {
-		e = &endpointStats{statuses: make(map[int]int64, 2), first: at, last: at}
+		e = &endpointStats{statuses: make(map[int]int64, 2), first: at, last: at,
+			counts: make([]int64, inv.grid.tl.Buckets)}
 		inv.eps[k] = e
+	}
+	if i, ok := inv.grid.place(at, inv.eachCounts); ok {
+		e.counts[i]++
 	}
 	e.calls++
 	e.statuses[status]++
@@ -71,8 +88,12 @@ func (inv *Inventory) Add(host, method, path string, status int, at time.Time) {
 	}
 }
 
-// Snapshot returns the endpoints sorted by host, path, method.
-func (inv *Inventory) Snapshot() []Endpoint {
+// Snapshot returns the endpoints sorted by host, path, method, with their
+// series up to now.
+func (inv *Inventory) Snapshot() []Endpoint { return inv.SnapshotAt(time.Now()) }
+
+// SnapshotAt is Snapshot with a sliding timeline's view ending at now.
+func (inv *Inventory) SnapshotAt(now time.Time) []Endpoint {
 	inv.mu.Lock()
 	out := make([]Endpoint, 0, len(inv.eps))
 	for k, e := range inv.eps {
@@ -84,6 +105,7 @@ func (inv *Inventory) Snapshot() []Endpoint {
 			Host: k.host, Method: k.method, Path: k.path,
 			Calls: e.calls, Statuses: st,
 			FirstSeen: e.first.UTC(), LastSeen: e.last.UTC(),
+			Series: inv.grid.series(e.counts, now),
 		})
 	}
 	inv.mu.Unlock()
