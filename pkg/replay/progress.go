@@ -135,3 +135,22 @@ func (t *Terminal) Clear() {
 		t.shown = false
 	}
 }
+
+// Writer returns w behind the terminal's line: a write (a log line) first
+// clears the progress line, so the two never share a line.
+func (t *Terminal) Writer(w io.Writer) io.Writer { return clearingWriter{t, w} }
+
+type clearingWriter struct {
+	t *Terminal
+	w io.Writer
+}
+
+func (c clearingWriter) Write(p []byte) (int, error) {
+	c.t.mu.Lock()
+	defer c.t.mu.Unlock()
+	if c.t.shown {
+		fmt.Fprint(c.t.w, "\r\x1b[K")
+		c.t.shown = false
+	}
+	return c.w.Write(p)
+}
