@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -189,6 +190,7 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	}
 	if slices.Contains(names, "-") && isTerminal(stdin) {
 		fmt.Fprintln(logOut, "replay: reading access-log lines from the terminal (end with Ctrl-D; pass FILE arguments to replay files)")
+		stdin = &stickyEOF{r: stdin}
 	}
 	var readErr error
 	opts := file.DefaultOptions()
@@ -260,6 +262,24 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 // burstSpan is the span of log time beyond which an unpaced replay warns:
 // ten minutes of traffic arriving in seconds no longer looks like traffic.
 const burstSpan = 10 * time.Minute
+
+// stickyEOF ends the input at the first end of input: a terminal reports
+// Ctrl-D once, and the buffered readers behind read again after it.
+type stickyEOF struct {
+	r   io.Reader
+	eof bool
+}
+
+func (s *stickyEOF) Read(p []byte) (int, error) {
+	if s.eof {
+		return 0, io.EOF
+	}
+	n, err := s.r.Read(p)
+	if errors.Is(err, io.EOF) {
+		s.eof = true
+	}
+	return n, err
+}
 
 // isTerminal reports whether v is an interactive terminal (not redirected,
 // not /dev/null).

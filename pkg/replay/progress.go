@@ -49,7 +49,9 @@ func Line(s Sample) string {
 		}
 		return b.String()
 	}
-	fmt.Fprintf(&b, " · %s calls/s", formatRate(s.Rate))
+	if s.Rate > 0 || s.Sent == 0 { // no rate before the meter has two samples
+		fmt.Fprintf(&b, " · %s calls/s", formatRate(s.Rate))
+	}
 	if s.Total < 0 {
 		fmt.Fprintf(&b, " · %d read, ETA when the input is read", s.Read)
 		return b.String()
@@ -72,8 +74,8 @@ func formatRate(r float64) string {
 }
 
 func formatETA(d time.Duration) string {
-	if d < time.Minute {
-		return d.Round(time.Second).String()
+	if d < time.Minute { // rounded up: "0s" while calls are left would be untrue
+		return (d + time.Second - 1).Truncate(time.Second).String()
 	}
 	return d.Round(time.Minute).String()
 }
