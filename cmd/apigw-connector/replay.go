@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wallarm/apigw-connector/internal/app"
+	"github.com/wallarm/apigw-connector/pkg/cwlogs"
 	"github.com/wallarm/apigw-connector/pkg/node"
 	"github.com/wallarm/apigw-connector/pkg/pipeline"
 	"github.com/wallarm/apigw-connector/pkg/replay"
@@ -184,20 +185,33 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	}
 	watchDone := w.start()
 
+	opts := file.DefaultOptions()
+	if cfg.Decode.MaxDecompressedBytes > 0 {
+		opts.MaxDocumentBytes = cfg.Decode.MaxDecompressedBytes // per document: files are streamed
+	}
+	opts.Log = log
 	names := fs.Args()
 	if len(names) == 0 {
 		names = []string{"-"}
+	}
+	if term != nil && pacer != nil && !slices.Contains(names, "-") {
+		// A paced replay of files lasts; counting ahead costs one more
+		// decompression while the pacer mostly waits.
+		countCtx, stopCount := context.WithCancel(readCtx)
+		counted := make(chan struct{})
+		go func() {
+			defer close(counted)
+			if n, err := countEvents(countCtx, names, cwlogs.NewDecoder(cfg.DecoderOptions()), opts); err == nil {
+				w.expected.Store(n)
+			}
+		}()
+		defer func() { stopCount(); <-counted }()
 	}
 	if slices.Contains(names, "-") && isTerminal(stdin) {
 		fmt.Fprintln(logOut, "replay: reading access-log lines from the terminal (end with Ctrl-D; pass FILE arguments to replay files)")
 		stdin = &stickyEOF{r: stdin}
 	}
 	var readErr error
-	opts := file.DefaultOptions()
-	if cfg.Decode.MaxDecompressedBytes > 0 {
-		opts.MaxDocumentBytes = cfg.Decode.MaxDecompressedBytes // per document: files are streamed
-	}
-	opts.Log = log
 	var inputErrors int // stretches of input the reader skipped (damaged members, malformed values)
 	read := func(label string, r io.Reader) error {
 		st, err := file.Read(readCtx, label, r, opts, emit)

@@ -150,3 +150,22 @@ func TestReplayHintsWhenStdinIsATerminal(t *testing.T) {
 		t.Fatalf("no hint on a terminal:\n%q", screen)
 	}
 }
+
+// A paced replay of a file larger than what replay reads ahead: the total
+// and the ETA are estimated from the events counted ahead, marked "~",
+// until the input is read to its end.
+func TestReplayProgressEstimatesTheTotalOfALargeFile(t *testing.T) {
+	t.Parallel()
+	_, url := startDevnode(t, devnode.DefaultOptions(), nil)
+	input, ids := timedLines(t, 12, 1500, time.Second)
+	cfg := writeConfig(t, url, "pipeline:\n  max_buffered_calls: 8\n")
+	code, out, screen := ptyOutput(t, "", "--config", cfg, "--log-format", "text", "--rate", "500", input)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%q", code, out, screen)
+	}
+	for _, want := range []string{fmt.Sprintf(" of ~%d sent", len(ids)), "ETA ~"} {
+		if !strings.Contains(screen, want) {
+			t.Errorf("terminal lacks %q:\n%q", want, screen[:min(len(screen), 3000)])
+		}
+	}
+}

@@ -1,14 +1,21 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/wallarm/apigw-connector/pkg/cwlogs"
 	"github.com/wallarm/apigw-connector/pkg/node"
+	"github.com/wallarm/apigw-connector/pkg/pipeline"
 	"github.com/wallarm/apigw-connector/pkg/replay"
+	"github.com/wallarm/apigw-connector/pkg/source/file"
 )
 
 // watch draws replay's progress line on a terminal and enforces --max-wait.
@@ -22,9 +29,10 @@ type watch struct {
 	maxWait  time.Duration
 	onGiveUp func(stalled time.Duration)
 
-	gaveUp atomic.Bool
-	quit   chan struct{}
-	meter  replay.Meter
+	expected atomic.Int64 // events counted ahead in the files (countEvents); 0 until known
+	gaveUp   atomic.Bool
+	quit     chan struct{}
+	meter    replay.Meter
 }
 
 // watchTick is often enough for a live line and a --max-wait of seconds.
@@ -71,6 +79,7 @@ func (w *watch) tick(now time.Time) {
 		Total:    -1,
 		Read:     parsed,
 		Rate:     w.meter.Add(now, st.Sent),
+		Expected: w.expected.Load(),
 		Target:   w.rate,
 		NodeUp:   w.node.Up(),
 		Retries:  int64(metricValue(w.reg, "apigw_connector_node_retries_total", "", "")),
@@ -123,4 +132,51 @@ func hasLabel(lps []*dto.LabelPair, name, value string) bool {
 		}
 	}
 	return false
+}
+
+// countEvents counts the log events in the named files ahead of a paced
+// replay, so the progress line has a total and an ETA long before the
+// replay has read its input (it reads ahead only a buffer's worth). An
+// estimate: lines that are no API call and filtered calls count too.
+func countEvents(ctx context.Context, names []string, dec *cwlogs.Decoder, opts file.Options) (int64, error) {
+	opts.Log = nil // the replay itself reports damaged input
+	var n int64
+	count := func(b pipeline.Batch) error {
+		for _, r := range b.Records {
+			if b.Format == pipeline.FormatLines {
+				n += countLines(r.Data)
+				continue
+			}
+			n += int64(dec.DecodeEach(r.Data, func(*cwlogs.Meta, *cwlogs.Event) {}, nil).Events)
+		}
+		return ctx.Err()
+	}
+	for _, name := range names {
+		f, err := os.Open(name)
+		if err != nil {
+			return 0, err
+		}
+		_, err = file.Read(ctx, name, f, opts, count)
+		f.Close()
+		if err != nil {
+			return 0, fmt.Errorf("count events in %s: %w", name, err)
+		}
+	}
+	return n, nil
+}
+
+func countLines(b []byte) int64 {
+	var n int64
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		if len(bytes.TrimSpace(line)) > 0 {
+			n++
+		}
+	}
+	return n
 }

@@ -14,6 +14,9 @@ type Sample struct {
 	Stats
 	Total    int64   // calls to send (parsed, not filtered or duplicate); -1 until the input is read to its end
 	Read     int64   // calls parsed so far
+	// Expected estimates Total before the input is read to its end: the log
+	// events counted ahead in the files; 0 when not counted.
+	Expected int64
 	Rate     float64 // calls/s over the last few seconds
 	Target   float64 // --rate, for the ETA; 0 when not set
 	NodeUp   bool
@@ -24,14 +27,19 @@ type Sample struct {
 // Line renders a sample as one plain line, e.g.
 // "replay: 1200 of 5000 sent · 100 calls/s · ETA 38s", or, while the node
 // does not answer, "replay: 1200 sent · node down · 80 calls waiting · 12 retries · no progress for 14s".
-// The ETA appears only once the total is known: until the input is read to
-// its end the count of calls still to come is not, and a guess would mislead.
+// The ETA appears once the total is known (the input read to its end), or
+// marked "~" when it is estimated from the events counted ahead (Expected):
+// otherwise the count of calls still to come is unknown, and a guess would
+// mislead.
 func Line(s Sample) string {
 	var b strings.Builder
 	b.WriteString("replay: ")
 	b.WriteString(strconv.FormatInt(s.Sent, 10))
-	if s.Total >= 0 {
+	switch {
+	case s.Total >= 0:
 		fmt.Fprintf(&b, " of %d", s.Total)
+	case s.Expected > 0:
+		fmt.Fprintf(&b, " of ~%d", s.Expected)
 	}
 	b.WriteString(" sent")
 	if s.Rejected > 0 {
@@ -52,16 +60,20 @@ func Line(s Sample) string {
 	if s.Rate > 0 || s.Sent == 0 { // no rate before the meter has two samples
 		fmt.Fprintf(&b, " · %s calls/s", formatRate(s.Rate))
 	}
-	if s.Total < 0 {
-		fmt.Fprintf(&b, " · %d read, ETA when the input is read", s.Read)
-		return b.String()
+	total, approx := s.Total, ""
+	if total < 0 {
+		if s.Expected <= 0 {
+			fmt.Fprintf(&b, " · %d read, ETA when the input is read", s.Read)
+			return b.String()
+		}
+		total, approx = s.Expected, "~"
 	}
 	rate := s.Rate
 	if s.Target > 0 {
 		rate = s.Target
 	}
-	if left := s.Total - s.Sent; left > 0 && rate > 0 {
-		fmt.Fprintf(&b, " · ETA %s", formatETA(time.Duration(float64(left)/rate*float64(time.Second))))
+	if left := total - s.Sent; left > 0 && rate > 0 {
+		fmt.Fprintf(&b, " · ETA %s%s", approx, formatETA(time.Duration(float64(left)/rate*float64(time.Second))))
 	}
 	return b.String()
 }

@@ -26,6 +26,8 @@ func TestLine(t *testing.T) {
 			[]string{"10 of 10 sent (2 rejected)", "3.2 calls/s"}, []string{"ETA"}},
 		{"node down", Sample{Stats: Stats{Sent: 1200, Sending: 16, Stalled: 14 * time.Second}, Total: -1, Buffered: 64, Retries: 12},
 			[]string{"1200 sent", "node down", "80 calls waiting", "12 retries", "no progress for 14s"}, []string{"calls/s", "ETA"}},
+		{"estimated total", Sample{Stats: Stats{Sent: 1000}, Total: -1, Expected: 7000, Read: 5000, Rate: 100, Target: 100, NodeUp: true},
+			[]string{"1000 of ~7000 sent", "ETA ~1m0s"}, []string{"ETA when"}},
 		{"no rate yet", Sample{Stats: Stats{Sent: 25}, Total: 300, Target: 100, NodeUp: true},
 			[]string{"25 of 300 sent · ETA 3s"}, []string{"calls/s"}},
 		{"ETA rounded up", Sample{Stats: Stats{Sent: 275}, Total: 300, Rate: 100, NodeUp: true},
