@@ -12,8 +12,8 @@ import (
 // Sample is what one progress line tells.
 type Sample struct {
 	Stats
-	Total    int64   // calls to send (parsed, not filtered or duplicate); -1 until the input is read to its end
-	Read     int64   // calls parsed so far
+	Total int64 // calls to send (parsed, not filtered or duplicate); -1 until the input is read to its end
+	Read  int64 // calls parsed so far
 	// Expected estimates Total before the input is read to its end: the log
 	// events counted ahead in the files; 0 when not counted.
 	Expected int64
