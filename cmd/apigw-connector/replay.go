@@ -30,8 +30,8 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	cf.register(fs)
 	grace := fs.Duration("grace", 10*time.Second, "on SIGTERM/SIGINT, how long in-flight calls may still settle")
 	var pace replay.Options
-	fs.Float64Var(&pace.Rate, "rate", 0, "send N calls per second, evenly spread (default: unpaced, as fast as the node takes them)")
-	fs.Float64Var(&pace.Speed, "speed", 0, "follow the log's own timing (each call's requestTimeEpoch, else its CloudWatch Logs timestamp)\ncompressed X times: 60 sends an hour of log in a minute, 1 replays in real time")
+	fs.Float64Var(&pace.Rate, "rate", 0, "send `N` calls per second, evenly spread (default: unpaced, as fast as the node takes them)")
+	fs.Float64Var(&pace.Speed, "speed", 0, "follow the log's own timing (each call's requestTimeEpoch, else its CloudWatch Logs timestamp)\ncompressed `X` times: 60 sends an hour of log in a minute, 1 replays in real time")
 	maxWait := fs.Duration("max-wait", 0, "give up when the node accepts nothing for this long: report the undelivered calls and exit 1\n(default: wait for the node however long it takes)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: apigw-connector replay [flags] [FILE...|-]\n\nForwards the calls in each input to the node. Inputs are detected by content (gzip or plain):\n"+
