@@ -194,6 +194,7 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if len(names) == 0 {
 		names = []string{"-"}
 	}
+	stopCountAhead := func() {}
 	if term != nil && pacer != nil && !slices.Contains(names, "-") {
 		// A paced replay of files lasts; counting ahead costs one more
 		// decompression while the pacer mostly waits.
@@ -205,7 +206,7 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 				w.expected.Store(n)
 			}
 		}()
-		defer func() { stopCount(); <-counted }()
+		stopCountAhead = func() { stopCount(); <-counted }
 	}
 	if slices.Contains(names, "-") && isTerminal(stdin) {
 		fmt.Fprintln(logOut, "replay: reading access-log lines from the terminal (end with Ctrl-D; pass FILE arguments to replay files)")
@@ -245,6 +246,7 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		}
 	}
 	readAll.Store(readErr == nil && readCtx.Err() == nil)
+	stopCountAhead() // the exact total is known now
 	close(settlements)
 	wg.Wait()
 	total.DecodeErrors += inputErrors
