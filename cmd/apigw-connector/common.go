@@ -22,9 +22,25 @@ type commonFlags struct {
 
 func (c *commonFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.configPath, "config", "", "YAML configuration file (optional; env "+config.EnvConfigFile+")")
-	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "listener for /metrics, /healthz, /readyz (overrides metrics.addr, default \":9102\"; \"off\" disables)")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", "", metricsAddrHelp(fs.Name()))
 	fs.StringVar(&c.logFormat, "log-format", "", "json or text (overrides log.format)")
 	fs.StringVar(&c.logLevel, "log-level", "", "debug, info, warn, error (overrides log.level)")
+}
+
+// metricsAddrHelp says what --metrics-addr does in each command: only run
+// listens by default, so only run's help names the default listener.
+func metricsAddrHelp(command string) string {
+	switch command {
+	case "run":
+		return "listener for /metrics, /healthz, /readyz (overrides metrics.addr, default \":9102\"; \"off\" disables)"
+	case "replay":
+		return "serve /metrics, /healthz, /readyz on this address while the replay runs (default: no listener, whatever metrics.addr says)"
+	case "check-config":
+		return "metrics.addr to print and check (overrides metrics.addr, default \":9102\"; \"off\" disables)"
+	case "healthcheck":
+		return "the address run listens on, to ask its /healthz (overrides metrics.addr, default \":9102\"; --addr wins)"
+	}
+	return "ignored: " + command + " opens no listener (accepted so one set of flags fits every command)"
 }
 
 // load reads the configuration and applies the flags, which win over the environment.

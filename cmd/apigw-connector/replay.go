@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -9,12 +10,16 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wallarm/apigw-connector/internal/app"
+	"github.com/wallarm/apigw-connector/pkg/cwlogs"
+	"github.com/wallarm/apigw-connector/pkg/node"
 	"github.com/wallarm/apigw-connector/pkg/pipeline"
+	"github.com/wallarm/apigw-connector/pkg/replay"
 	"github.com/wallarm/apigw-connector/pkg/source/file"
 	"github.com/wallarm/apigw-connector/pkg/telemetry"
 )
@@ -24,6 +29,10 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	var cf commonFlags
 	cf.register(fs)
 	grace := fs.Duration("grace", 10*time.Second, "on SIGTERM/SIGINT, how long in-flight calls may still settle")
+	var pace replay.Options
+	fs.Float64Var(&pace.Rate, "rate", 0, "send `N` calls per second, evenly spread (default: unpaced, as fast as the node takes them)")
+	fs.Float64Var(&pace.Speed, "speed", 0, "follow the log's own timing (each call's requestTimeEpoch, else its CloudWatch Logs timestamp)\ncompressed `X` times: 60 sends an hour of log in a minute, 1 replays in real time")
+	maxWait := fs.Duration("max-wait", 0, "give up when the node accepts nothing for this long: report the undelivered calls and exit 1\n(default: wait for the node however long it takes)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: apigw-connector replay [flags] [FILE...|-]\n\nForwards the calls in each input to the node. Inputs are detected by content (gzip or plain):\n"+
 			"access-log lines (JSON per line, optionally prefixed by an export timestamp or `aws logs tail`'s\n"+
@@ -31,11 +40,20 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			"Firehose-to-S3 objects), Lambda events ({\"awslogs\":...}, on-failure destination records, Kinesis\n"+
 			"{\"Records\":[...]}), Firehose request bodies, Firehose S3 backup records (rawData) and\n"+
 			"`aws logs filter-log-events` output. Files are streamed; a damaged member or document is skipped,\n"+
-			"counted and logged with its position. No FILE or - reads stdin.")
+			"counted and logged with its position. No FILE or - reads stdin.\n\n"+
+			"API Discovery judges endpoints by requests spread over time as the node receives them: backfill\n"+
+			"a long export with --speed (the log's own timing, compressed) or --rate. On a terminal a progress\n"+
+			"line shows calls sent, the rate, the ETA and, while the node is down, the calls waiting.\n\nflags:")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if err := pace.Validate(); err != nil {
+		return usageErrorf("%v", err)
+	}
+	if *maxWait < 0 {
+		return usageErrorf("--max-wait must be a positive duration (e.g. 5m), got %s", *maxWait)
 	}
 	// Every named input must be readable before anything is sent: a typo in
 	// the third file name must not leave the first two half replayed.
@@ -62,11 +80,34 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if err := cfg.Validate(); err != nil {
 		return exitError{code: 1, msg: "invalid configuration: " + err.Error()}
 	}
-	log := newLogger(cfg, stderr)
+	// On a terminal, log lines clear the progress line first, so the two
+	// never share a line; the next tick draws it again.
+	var term *replay.Terminal
+	logOut := stderr
+	if isTerminal(stderr) {
+		term = replay.NewTerminal(stderr)
+		logOut = term.Writer(stderr)
+	}
+	log := newLogger(cfg, logOut)
 	reg := telemetry.NewRegistry()
-	core, err := app.NewCore(cfg, reg, log)
+	var pacer *replay.Pacer
+	if pace.Paced() {
+		pacer = replay.NewPacer(pace)
+	}
+	var fwd *replay.Forwarder
+	core, err := app.NewCoreWith(cfg, reg, log, func(c *node.Client) pipeline.Forwarder {
+		fwd = replay.NewForwarder(c, pacer, nil)
+		return fwd
+	})
 	if err != nil {
 		return err
+	}
+	if !pace.Paced() {
+		fwd.SpanLimit = burstSpan
+		fwd.SpanWarn = func(span time.Duration) {
+			log.Warn(fmt.Sprintf("unpaced replay of %s of log time: the node receives it in a burst, but API Discovery judges endpoints by requests spread over time as the node receives them; pace a backfill with --speed (the log's own timing, e.g. --speed 60: an hour in a minute) or --rate N (calls per second)", span.Round(time.Minute)),
+				"span", span.Round(time.Second).String())
+		}
 	}
 	if cfg.Metrics.Addr != "" {
 		tel := telemetry.NewServer(cfg.Metrics.Addr, reg, log)
@@ -81,11 +122,30 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 
 	// Delivery outlives the signal by the grace period, so in-flight calls
 	// can finish; what is still pending then is reported as undelivered.
+	// Reading stops on the signal or when --max-wait gives up.
 	deliverCtx, cancelDeliver := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelDeliver()
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
 	stopGrace := context.AfterFunc(ctx, func() {
 		log.Warn("signal received: reading stopped, letting in-flight calls settle", "grace", grace.String())
-		time.AfterFunc(*grace, cancelDeliver)
+		if pacer == nil {
+			time.AfterFunc(*grace, cancelDeliver)
+			return
+		}
+		// Paced: the calls waiting for their slot are not sent (at pace they
+		// could outlast any grace; unpaced they would be the burst pacing
+		// avoids): the calls being sent settle, the rest are undelivered.
+		drained := fwd.Stop()
+		go func() {
+			t := time.NewTimer(*grace)
+			defer t.Stop()
+			select {
+			case <-drained:
+			case <-t.C:
+			}
+			cancelDeliver()
+		}()
 	})
 	defer stopGrace()
 
@@ -112,30 +172,55 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			return err
 		}
 		settlements <- s
-		return ctx.Err() // stop reading on the first signal
+		return readCtx.Err() // stop reading on the first signal or --max-wait
 	}
 
-	names := fs.Args()
-	if len(names) == 0 {
-		names = []string{"-"}
+	var readAll atomic.Bool // the input was read to its end: the total is known
+	w := &watch{fwd: fwd, node: core.Node, reg: reg, term: term, rate: pace.Rate, readAll: &readAll, maxWait: *maxWait}
+	w.onGiveUp = func(stalled time.Duration) {
+		log.Error("node unreachable: no call accepted within --max-wait, giving up", "max_wait", maxWait.String(), "stalled", stalled.Round(time.Second).String())
+		stopReading()
+		fwd.Stop()
+		cancelDeliver() // the node is not answering: nothing more will settle
 	}
-	if slices.Contains(names, "-") && isTerminal(stdin) {
-		fmt.Fprintln(stderr, "replay: reading access-log lines from the terminal (end with Ctrl-D; pass FILE arguments to replay files)")
-	}
-	var readErr error
+	watchDone := w.start()
+
 	opts := file.DefaultOptions()
 	if cfg.Decode.MaxDecompressedBytes > 0 {
 		opts.MaxDocumentBytes = cfg.Decode.MaxDecompressedBytes // per document: files are streamed
 	}
 	opts.Log = log
+	names := fs.Args()
+	if len(names) == 0 {
+		names = []string{"-"}
+	}
+	stopCountAhead := func() {}
+	if term != nil && pacer != nil && !slices.Contains(names, "-") {
+		// A paced replay of files lasts; counting ahead costs one more
+		// decompression while the pacer mostly waits.
+		countCtx, stopCount := context.WithCancel(readCtx)
+		counted := make(chan struct{})
+		go func() {
+			defer close(counted)
+			if n, err := countEvents(countCtx, names, cwlogs.NewDecoder(cfg.DecoderOptions()), opts); err == nil {
+				w.expected.Store(n)
+			}
+		}()
+		stopCountAhead = func() { stopCount(); <-counted }
+	}
+	if slices.Contains(names, "-") && isTerminal(stdin) {
+		fmt.Fprintln(logOut, "replay: reading access-log lines from the terminal (end with Ctrl-D; pass FILE arguments to replay files)")
+		stdin = &stickyEOF{r: stdin}
+	}
+	var readErr error
 	var inputErrors int // stretches of input the reader skipped (damaged members, malformed values)
 	read := func(label string, r io.Reader) error {
-		st, err := file.Read(ctx, label, r, opts, emit)
+		st, err := file.Read(readCtx, label, r, opts, emit)
 		inputErrors += st.DecodeErrors
 		return err
 	}
 	for _, name := range names {
-		if ctx.Err() != nil {
+		if readCtx.Err() != nil {
 			break
 		}
 		var r io.Reader = stdin
@@ -149,17 +234,19 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			r, label = f, name
 			err = read(label, r)
 			f.Close()
-			if err != nil && ctx.Err() == nil {
+			if err != nil && readCtx.Err() == nil {
 				readErr = err
 				break
 			}
 			continue
 		}
-		if err := read(label, r); err != nil && ctx.Err() == nil {
+		if err := read(label, r); err != nil && readCtx.Err() == nil {
 			readErr = err
 			break
 		}
 	}
+	readAll.Store(readErr == nil && readCtx.Err() == nil)
+	stopCountAhead() // the exact total is known now
 	close(settlements)
 	wg.Wait()
 	total.DecodeErrors += inputErrors
@@ -167,11 +254,14 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	defer cancel()
 	_ = core.Shutdown(shutdownCtx)
 	elapsed := time.Since(start)
+	gaveUp := w.stop(watchDone)
 
 	printSummary(stdout, total, reg, elapsed)
 	switch {
 	case readErr != nil:
 		return readErr
+	case gaveUp:
+		return exitError{code: 1, msg: fmt.Sprintf("replay gave up: the node accepted no call for %s (--max-wait); %d calls were not delivered (%d delivered before): replay the input again once the node is reachable (delivery is at-least-once)", *maxWait, total.Abandoned, total.Delivered)}
 	case total.Abandoned > 0:
 		return exitError{code: 1, msg: fmt.Sprintf("replay incomplete: %d calls were not delivered (interrupted or node unreachable); replay the input again: delivery is at-least-once", total.Abandoned)}
 	case total.Rejected > 0:
@@ -185,14 +275,33 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	return nil
 }
 
-// isTerminal reports whether r is an interactive terminal (stdin not redirected).
-func isTerminal(r io.Reader) bool {
-	f, ok := r.(*os.File)
-	if !ok {
-		return false
+// burstSpan is the span of log time beyond which an unpaced replay warns:
+// ten minutes of traffic arriving in seconds no longer looks like traffic.
+const burstSpan = 10 * time.Minute
+
+// stickyEOF ends the input at the first end of input: a terminal reports
+// Ctrl-D once, and the buffered readers behind read again after it.
+type stickyEOF struct {
+	r   io.Reader
+	eof bool
+}
+
+func (s *stickyEOF) Read(p []byte) (int, error) {
+	if s.eof {
+		return 0, io.EOF
 	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	n, err := s.r.Read(p)
+	if errors.Is(err, io.EOF) {
+		s.eof = true
+	}
+	return n, err
+}
+
+// isTerminal reports whether v is an interactive terminal (not redirected,
+// not /dev/null).
+func isTerminal(v any) bool {
+	f, ok := v.(*os.File)
+	return ok && isTTY(f.Fd())
 }
 
 func printSummary(w io.Writer, o pipeline.Outcome, g prometheus.Gatherer, elapsed time.Duration) {

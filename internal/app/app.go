@@ -33,6 +33,12 @@ type Core struct {
 
 // NewCore builds the core from validated settings.
 func NewCore(cfg config.Config, reg prometheus.Registerer, log *slog.Logger) (*Core, error) {
+	return NewCoreWith(cfg, reg, log, nil)
+}
+
+// NewCoreWith is NewCore with the node client wrapped, when wrap is set, as
+// the pipeline's forwarder (replay paces and counts calls on their way).
+func NewCoreWith(cfg config.Config, reg prometheus.Registerer, log *slog.Logger, wrap func(*node.Client) pipeline.Forwarder) (*Core, error) {
 	parser, err := accesslog.NewParser(cfg.AccessLog.Fields)
 	if err != nil {
 		return nil, fmt.Errorf("build access-log parser: %w", err)
@@ -43,7 +49,11 @@ func NewCore(cfg config.Config, reg prometheus.Registerer, log *slog.Logger) (*C
 	}
 	pcfg := cfg.Pipeline
 	pcfg.Workers = cfg.Node.Concurrency
-	p, err := pipeline.New(pcfg, client, cwlogs.NewDecoder(cfg.DecoderOptions()), parser, reg, log.With("component", "pipeline"))
+	var fwd pipeline.Forwarder = client
+	if wrap != nil {
+		fwd = wrap(client)
+	}
+	p, err := pipeline.New(pcfg, fwd, cwlogs.NewDecoder(cfg.DecoderOptions()), parser, reg, log.With("component", "pipeline"))
 	if err != nil {
 		client.Close()
 		return nil, fmt.Errorf("build pipeline: %w", err)
