@@ -130,7 +130,7 @@ func TestDemo(t *testing.T) {
 	if leases < o.Shards {
 		t.Errorf("workers hold %d leases at the end, want %d (one per shard)", leases, o.Shards)
 	}
-	if !strings.Contains(out.String(), fmt.Sprintf("no call lost: %d/%d delivered (", res.Generated, res.Generated)) {
+	if !strings.Contains(out.String(), fmt.Sprintf("no call lost: %d/%d generated calls delivered", res.Generated, res.Generated)) {
 		t.Errorf("verdict line missing")
 	}
 	for name, pid := range pids {
