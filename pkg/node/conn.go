@@ -410,13 +410,16 @@ func (pc *pconn) readLoop() {
 			pc.fail(err)
 			return
 		}
+		// Read under mu: once fail ran (a write failed meanwhile), x is its
+		// caller's again.
 		x := pc.queue[0]
+		method, sentAt, behind := x.method, x.sentAt, x.behind
 		pc.mu.Unlock()
 		if err != nil {
 			pc.fail(err) // the head got no reply byte either
 			return
 		}
-		r, keep, err := readReply(pc.br, x.method, func() error {
+		r, keep, err := readReply(pc.br, method, func() error {
 			// reply_timeout bounds the reading of a body too.
 			return pc.nc.SetReadDeadline(time.Now().Add(c.replyTimeout))
 		})
@@ -424,6 +427,12 @@ func (pc *pconn) readLoop() {
 		since := pc.headSince.Load() // when x became the node's to answer
 		var rest []*pending
 		pc.mu.Lock()
+		if pc.dead {
+			// A failed write ended the connection meanwhile: fail completed
+			// every exchange, this one too (its reply, if whole, unused).
+			pc.mu.Unlock()
+			return
+		}
 		pc.queue[0] = nil
 		pc.queue = pc.queue[1:]
 		pc.replies++
@@ -442,15 +451,15 @@ func (pc *pconn) readLoop() {
 			}
 		}
 		pc.mu.Unlock()
-		if err == nil && !x.behind {
-			ewma(&c.lone, now.Sub(x.sentAt).Nanoseconds())
+		if err == nil && !behind {
+			ewma(&c.lone, now.Sub(sentAt).Nanoseconds())
 		}
-		if err == nil && x.behind {
+		if err == nil && behind {
 			// The time between two replies of a pipeline: what a message
 			// behind another costs. A node that answers a connection's
 			// messages one at a time, slowly, shows it here; a node that is
 			// merely busy answers a pipeline's messages back to back.
-			ewma(&pc.gap, now.UnixNano()-max(since, x.sentAt.UnixNano()))
+			ewma(&pc.gap, now.UnixNano()-max(since, sentAt.UnixNano()))
 		}
 		if last {
 			_ = pc.nc.Close()
