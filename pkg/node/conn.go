@@ -26,7 +26,7 @@ import (
 // its time per message (and answers one connection's messages one after the
 // other, as HTTP/1.1 servers do) would cost throughput. So a message joins a
 // busy connection only while the wait behind the messages ahead (their number x
-// the time between two replies of a pipeline, measured per connection) is less
+// the time between two replies of a pipeline, measured over the pool) is less
 // than half the reply time of a message sent alone; otherwise it takes an idle
 // connection or a new one, as it would without pipelining.
 
@@ -82,7 +82,6 @@ type pconn struct {
 	inflight int // guarded by p.mu: exchanges picked for it and not completed
 	idleAt   time.Time
 
-	gap       atomic.Int64 // the node's time per pipelined message here (EWMA, ns); 0: none seen yet
 	headSince atomic.Int64 // unix ns since the oldest outstanding message is the node's to answer
 
 	mu      sync.Mutex
@@ -102,6 +101,7 @@ type connPool struct {
 	replyTimeout time.Duration
 
 	lone atomic.Int64 // reply time of a message sent on an idle connection (EWMA, ns)
+	gap  atomic.Int64 // time between two replies of a pipeline (EWMA, ns); 0: none seen yet
 
 	mu          sync.Mutex
 	conns       []*pconn
@@ -134,7 +134,7 @@ func (p *connPool) get(ctx context.Context) (*pconn, error) {
 		// Pipelining: while a connection is being opened, wait for it rather
 		// than open another (it can take those who wait, up to depth); else
 		// every caller of a burst opens its own, and none pipelines.
-		if len(p.conns)+p.dialing < p.max && (p.depth == 1 || p.dialing == 0) {
+		if len(p.conns)+p.dialing < p.max && (p.dialing == 0 || !p.joinPays(1)) {
 			p.dialing++
 			p.mu.Unlock()
 			return p.dialNew(ctx)
@@ -186,7 +186,7 @@ func (p *connPool) pick() *pconn {
 		// round trip of its own: so for a node that answers pipelined
 		// messages back to back (a busy node, or one far away), not for one
 		// that spends as long on each message as on a lone one.
-		if g := pc.gap.Load(); g == 0 || 2*int64(n)*g <= p.lone.Load() {
+		if p.joinPays(n) {
 			join = pc
 		}
 	}
@@ -194,6 +194,17 @@ func (p *connPool) pick() *pconn {
 		return join
 	}
 	return idle
+}
+
+// joinPays reports whether a message behind n others would wait less than half
+// a round trip of its own. Unknown before a pipeline was measured: then yes,
+// once, and the replies tell.
+func (p *connPool) joinPays(n int) bool {
+	if p.depth == 1 {
+		return false
+	}
+	g := p.gap.Load()
+	return g == 0 || 2*int64(n)*g <= p.lone.Load()
 }
 
 // leastLoaded is the connection with the fewest exchanges below depth, when no
@@ -459,7 +470,7 @@ func (pc *pconn) readLoop() {
 			// behind another costs. A node that answers a connection's
 			// messages one at a time, slowly, shows it here; a node that is
 			// merely busy answers a pipeline's messages back to back.
-			ewma(&pc.gap, now.UnixNano()-max(since, sentAt.UnixNano()))
+			ewma(&c.gap, now.UnixNano()-max(since, sentAt.UnixNano()))
 		}
 		if last {
 			_ = pc.nc.Close()
