@@ -46,7 +46,10 @@ devnode_start() {
   addr=""
   for _ in $(seq 100); do
     addr="$(grep -ao 'http://127.0.0.1:[0-9]*' "$work/devnode.log" | head -1 | sed 's#http://##')" || true
-    [[ -n "$addr" ]] && return 0
+    # Listening is printed once bound; connect once to be sure it accepts.
+    if [[ -n "$addr" ]] && (exec 3<>"/dev/tcp/${addr%:*}/${addr#*:}") 2>/dev/null; then
+      return 0
+    fi
     sleep 0.05
   done
   echo "devnode did not start" >&2; cat "$work/devnode.log" >&2; exit 1
