@@ -40,6 +40,10 @@ const (
 	// pipelineStall: a connection whose oldest message has waited this long
 	// for its reply gets no more behind it.
 	pipelineStall = 50 * time.Millisecond
+	// pipelineProbeEvery: one message in this many joins a busy connection
+	// regardless, so the time between pipelined replies stays measured; a
+	// node slow per message pays one extra wait per this many messages.
+	pipelineProbeEvery = 64
 )
 
 // errConnLost completes an exchange that got no reply because its connection
@@ -105,6 +109,7 @@ type connPool struct {
 
 	mu          sync.Mutex
 	conns       []*pconn
+	picks       int // for the probe joins
 	dialing     int
 	waiters     int
 	freed       chan struct{} // closed when capacity frees up, while waiters > 0
@@ -167,6 +172,11 @@ func (p *connPool) get(ctx context.Context) (*pconn, error) {
 func (p *connPool) pick() *pconn {
 	var join, idle *pconn
 	var now int64
+	// Now and then a message joins a connection with one message ahead even
+	// when the estimates say no: else a gap measured while the node was
+	// slow would never be measured again.
+	p.picks++
+	probe := p.depth > 1 && p.picks%pipelineProbeEvery == 0
 	for _, pc := range p.conns {
 		n := pc.inflight
 		if n == 0 {
@@ -186,7 +196,7 @@ func (p *connPool) pick() *pconn {
 		// round trip of its own: so for a node that answers pipelined
 		// messages back to back (a busy node, or one far away), not for one
 		// that spends as long on each message as on a lone one.
-		if p.joinPays(n) {
+		if p.joinPays(n) || (probe && n == 1) {
 			join = pc
 		}
 	}
