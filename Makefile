@@ -67,3 +67,9 @@ bench-drain:
 .PHONY: bench-fleet
 bench-fleet:
 	scripts/bench-fleet.sh
+
+# Cost per call: replay's calls per CPU-second vs a Python model of the official
+# connector's design and vs the transport floor; latency-bound throughput at 1 and 5 ms.
+.PHONY: bench-cost
+bench-cost:
+	scripts/bench-cost.sh

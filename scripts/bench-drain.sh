@@ -55,7 +55,7 @@ if [[ -n "${DRAIN_PERF:-}" ]] && command -v perf >/dev/null; then
     [[ -f "$f" ]] || continue
     echo
     echo "== top functions of the worker: $(basename "$f")"
-    perf report -i "$f" --no-children --sort symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -25
+    perf report -i "$f" --no-children --sort symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -25 || true # head ends the pipe early (SIGPIPE)
   done
 fi
 exit "$rc"

@@ -2,12 +2,13 @@ package cwlogs
 
 import (
 	"bytes"
-	"compress/gzip"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"sync"
+
+	"github.com/klauspost/compress/gzip"
 
 	"github.com/wallarm/apigw-connector/internal/jsonscan"
 )

@@ -2,12 +2,13 @@ package cwlogs
 
 import (
 	"bytes"
-	"compress/gzip"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math/bits"
+
+	"github.com/klauspost/compress/gzip"
 )
 
 // Streams: files and stdin are read one gzip member and one JSON value at a

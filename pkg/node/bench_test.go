@@ -2,10 +2,17 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/wallarm/apigw-connector/pkg/devnode"
 )
 
 // BenchmarkDeliver forwards calls to an in-process loopback node stand-in from 64
@@ -78,4 +85,69 @@ func BenchmarkNetHTTPFloor(b *testing.B) {
 	sec := b.Elapsed().Seconds()
 	b.ReportMetric(float64(b.N)/sec, "calls/s")
 	b.ReportMetric(float64(2*b.N)/sec, "msgs/s")
+}
+
+// BenchmarkLatencyBound delivers 5,000 calls from 64 callers (the default
+// node.concurrency) to a devnode that answers every message after a fixed
+// latency, and reports calls/s beside the limit concurrency / (2 x latency):
+// two exchanges per call, one after the other. One op is the 5,000 calls; run
+// with -benchtime 1x.
+func BenchmarkLatencyBound(b *testing.B) {
+	for _, lat := range []time.Duration{time.Millisecond, 5 * time.Millisecond} {
+		for _, depth := range []int{1, DefaultPipelineDepth} {
+			b.Run(fmt.Sprintf("latency=%s/depth=%d", lat, depth), func(b *testing.B) {
+				benchLatency(b, lat, depth)
+			})
+		}
+	}
+}
+
+func benchLatency(b *testing.B, lat time.Duration, depth int) {
+	const callers, calls = 64, 5000
+	opts := devnode.DefaultOptions()
+	opts.Latency = lat
+	dn := devnode.New(opts, nil, nil)
+	addr, err := dn.Start(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = dn.Shutdown(context.Background()) })
+	c, _ := testClient(b, "http://"+addr.String(), func(c *Config) {
+		c.Concurrency = callers
+		c.PipelineDepth = depth
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var next atomic.Int64
+	var elapsed time.Duration
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		var wg sync.WaitGroup
+		for range callers {
+			wg.Go(func() {
+				for {
+					i := next.Add(1)
+					if i > int64(calls)*int64(b.N) || ctx.Err() != nil {
+						return
+					}
+					call := sampleCall()
+					call.RequestID = "lat-" + strconv.FormatInt(i, 10)
+					if err := c.Deliver(ctx, call); err != nil {
+						b.Error(err)
+						return
+					}
+					if i%calls == 0 {
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		elapsed += time.Since(start)
+	}
+	rate := float64(calls*b.N) / elapsed.Seconds()
+	limit := float64(callers) / (2 * lat.Seconds())
+	b.ReportMetric(rate, "calls/s")
+	b.ReportMetric(100*rate/limit, "%limit")
 }

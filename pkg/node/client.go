@@ -161,7 +161,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Client, erro
 	}
 	// No proxy: the node is reached directly (node allowed_networks names our egress).
 	c.dialer = &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
-	c.pool = newConnPool(maxConns, c.dialNode)
+	c.pool = newConnPool(maxConns, cfg.PipelineDepth, cfg.ReplyTimeout, c.dialNode)
 
 	if c.m, err = newMetrics(reg); err != nil {
 		return nil, fmt.Errorf("register node metrics: %w", err)

@@ -12,196 +12,8 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 )
-
-// The node client's own HTTP/1.1 transport. Each connection carries one exchange at
-// a time and bodies are empty, so an exchange runs synchronously on the caller's
-// goroutine: one Write of the whole message, then the reply is read from the
-// connection's bufio.Reader. No goroutine per connection, no channel hand-offs.
-
-const (
-	idleTimeout     = 90 * time.Second // an idle connection older than this is closed
-	maxHeaderBytes  = 64 << 10         // of a reply's status line and headers
-	max1xxReplies   = 5                // informational replies skipped before the final one
-	readBufferSize  = 4 << 10
-	maxKeptWriteBuf = 64 << 10 // a connection's write buffer grown past this is not kept
-)
-
-// aLongTimeAgo is a deadline in the past: setting it aborts pending I/O at once.
-var aLongTimeAgo = time.Unix(1, 0)
-
-// wconn is one connection to the node.
-type wconn struct {
-	nc     net.Conn
-	br     *bufio.Reader
-	wbuf   []byte // the message being sent, rebuilt per exchange
-	used   bool   // carried an exchange before (a keep-alive connection)
-	idleAt time.Time
-	abort  func() // sets a past deadline; run by context.AfterFunc when the caller's ctx ends
-
-	// The idle check (readable): see wire_peek_*.go.
-	rc      syscall.RawConn
-	peekFn  func(fd uintptr)
-	peekBuf [1]byte
-	peekHit bool
-}
-
-// connPool bounds the connections to the node: a slot is held by every exchange
-// (dialing included); idle connections hold none, and a new connection is dialed
-// only when none is idle, so at most cap(slots) connections are open.
-type connPool struct {
-	slots chan struct{}
-	dial  func(ctx context.Context) (net.Conn, error)
-
-	mu          sync.Mutex
-	idle        []*wconn // LIFO: the most recently used is reused first
-	closing     bool     // set by closeIdle until the next get: returned connections are closed
-	reaper      *time.Timer
-	reaperArmed bool
-}
-
-func newConnPool(size int, dial func(context.Context) (net.Conn, error)) *connPool {
-	p := &connPool{slots: make(chan struct{}, size), dial: dial}
-	p.reaper = time.AfterFunc(time.Hour, p.reap)
-	p.reaper.Stop()
-	return p
-}
-
-// get waits for a slot (or ctx) and returns an idle connection or, with none idle or
-// fresh set, a new one. The slot is released by put or drop.
-func (p *connPool) get(ctx context.Context, fresh bool) (*wconn, error) {
-	select {
-	case p.slots <- struct{}{}:
-	default:
-		select {
-		case p.slots <- struct{}{}:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	if !fresh {
-		p.mu.Lock()
-		p.closing = false
-		for n := len(p.idle); n > 0; n = len(p.idle) {
-			wc := p.idle[n-1]
-			p.idle[n-1] = nil
-			p.idle = p.idle[:n-1]
-			p.mu.Unlock()
-			// An idle connection with bytes waiting holds a reply nobody asked
-			// for (read as the next message's, it would settle a call the node
-			// did not accept) or the node's close: never reuse it.
-			if !wc.readable() {
-				return wc, nil
-			}
-			_ = wc.nc.Close()
-			p.mu.Lock()
-		}
-		p.mu.Unlock()
-	}
-	wc, err := p.newConn(ctx)
-	if err != nil {
-		<-p.slots
-		return nil, err
-	}
-	return wc, nil
-}
-
-func (p *connPool) newConn(ctx context.Context) (*wconn, error) {
-	nc, err := p.dial(ctx)
-	if err != nil {
-		return nil, err
-	}
-	wc := &wconn{nc: nc, br: bufio.NewReaderSize(nc, readBufferSize)}
-	wc.abort = func() { _ = nc.SetDeadline(aLongTimeAgo) }
-	wc.initPeek()
-	return wc, nil
-}
-
-// redial replaces wc (closed) by a new connection, keeping the slot.
-func (p *connPool) redial(ctx context.Context, wc *wconn) (*wconn, error) {
-	_ = wc.nc.Close()
-	nw, err := p.newConn(ctx)
-	if err != nil {
-		<-p.slots
-		return nil, err
-	}
-	return nw, nil
-}
-
-// put returns a connection after a complete exchange: kept idle for reuse when
-// keep, else closed. It releases the slot.
-func (p *connPool) put(wc *wconn, keep bool) {
-	// Bytes after the reply are not ours to read: an extra reply, or garbage.
-	if !keep || wc.br.Buffered() > 0 {
-		p.drop(wc)
-		return
-	}
-	wc.used = true
-	if cap(wc.wbuf) > maxKeptWriteBuf {
-		wc.wbuf = nil
-	}
-	wc.idleAt = time.Now()
-	p.mu.Lock()
-	if p.closing {
-		p.mu.Unlock()
-		p.drop(wc)
-		return
-	}
-	p.idle = append(p.idle, wc)
-	if !p.reaperArmed {
-		p.reaperArmed = true
-		p.reaper.Reset(idleTimeout)
-	}
-	p.mu.Unlock()
-	<-p.slots
-}
-
-// drop closes a connection and releases its slot.
-func (p *connPool) drop(wc *wconn) {
-	_ = wc.nc.Close()
-	<-p.slots
-}
-
-// reap closes the connections idle for longer than idleTimeout (oldest first: the
-// bottom of the LIFO) and re-arms itself while any stay idle.
-func (p *connPool) reap() {
-	now := time.Now()
-	p.mu.Lock()
-	n := 0
-	for n < len(p.idle) && now.Sub(p.idle[n].idleAt) >= idleTimeout {
-		_ = p.idle[n].nc.Close()
-		n++
-	}
-	if n > 0 {
-		k := copy(p.idle, p.idle[n:])
-		clear(p.idle[k:])
-		p.idle = p.idle[:k]
-	}
-	if len(p.idle) > 0 {
-		p.reaper.Reset(idleTimeout - now.Sub(p.idle[0].idleAt))
-	} else {
-		p.reaperArmed = false
-	}
-	p.mu.Unlock()
-}
-
-// closeIdle closes the idle connections; connections in use are closed when
-// returned, until the pool is used again.
-func (p *connPool) closeIdle() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for i, wc := range p.idle {
-		_ = wc.nc.Close()
-		p.idle[i] = nil
-	}
-	p.idle = p.idle[:0]
-	p.closing = true
-	p.reaper.Stop()
-	p.reaperArmed = false
-}
 
 // dialNode opens a connection to the node: TCP within connect_timeout (the dialer's),
 // then, for https, the TLS handshake within reply_timeout.
@@ -222,68 +34,12 @@ func (c *Client) dialNode(ctx context.Context) (net.Conn, error) {
 	return tc, nil
 }
 
-// exchange sends one message (m as kind; kindProbe for the health check) and reads
-// the node's reply. A message that failed on a reused keep-alive connection before
-// any reply byte came (the node had closed it) is sent once more on a new
-// connection, without backoff, as net/http does for a replayable request.
+// exchange sends one message (m as kind; kindProbe for the health check) and waits
+// for the node's reply. A message that got no reply because the node closed a
+// connection it had kept (after earlier replies, or with earlier messages still
+// unanswered) is sent once more at once, without backoff, as net/http does for a
+// replayable request; on a new connection that failed it is the caller's retry.
 func (c *Client) exchange(ctx context.Context, m *message, kind string) (reply, error) {
-	wc, err := c.pool.get(ctx, false)
-	if err != nil {
-		return reply{}, err
-	}
-	r, keep, noReply, err := c.roundTrip(ctx, wc, m, kind)
-	if err != nil && noReply && wc.used && !isTimeout(err) && ctx.Err() == nil {
-		if wc, err = c.pool.redial(ctx, wc); err != nil {
-			return reply{}, err
-		}
-		r, keep, _, err = c.roundTrip(ctx, wc, m, kind)
-	}
-	c.pool.put(wc, keep && err == nil)
-	return r, err
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// roundTrip writes the message and reads the reply on wc. keep reports that the
-// connection may carry another exchange; noReply that not one reply byte came.
-func (c *Client) roundTrip(ctx context.Context, wc *wconn, m *message, kind string) (r reply, keep, noReply bool, err error) {
-	if ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, wc.abort)
-		defer func() {
-			if !stop() { // the deadline was or is being cut short: the connection is spent
-				keep = false
-			}
-		}()
-	}
-	// reply_timeout bounds the write and the reply's status line and headers.
-	if err = wc.nc.SetDeadline(time.Now().Add(c.cfg.ReplyTimeout)); err != nil {
-		return r, false, true, err
-	}
-	wc.wbuf = c.appendMessage(wc.wbuf[:0], m, kind)
-	if _, err = wc.nc.Write(wc.wbuf); err != nil {
-		return r, false, true, err
-	}
-	if _, err = wc.br.Peek(1); err != nil {
-		return r, false, true, err
-	}
-	// Checked on the first bytes, before waiting for a line end that garbage may
-	// never send (the reply timeout would then hide what is wrong).
-	if err = checkHTTP(wc.br); err != nil {
-		return r, false, false, err
-	}
-	h, err := readReplyHead(wc.br)
-	if err != nil {
-		return r, false, false, err
-	}
-	r.code = h.code
-	class := classifyStatus(r.code)
-	if class == retryable && h.retryAfter != "" {
-		r.retryAfter, r.hasRetryAfter = parseRetryAfter(h.retryAfter, time.Now())
-	}
-	keep = !h.close
 	method := c.probeMethod
 	switch kind {
 	case kindRequest:
@@ -291,26 +47,82 @@ func (c *Client) roundTrip(ctx context.Context, wc *wconn, m *message, kind stri
 	case kindResponse:
 		method = c.cfg.ResponseMethod
 	}
+	build := func(b []byte) []byte { return c.appendMessage(b, m, kind) }
+	for resent := false; ; {
+		pc, err := c.pool.get(ctx)
+		if err != nil {
+			return reply{}, err
+		}
+		x := pendingPool.Get().(*pending)
+		x.method = method
+		reused := pc.send(x, build)
+		select {
+		case <-x.done:
+		case <-ctx.Done():
+			// The reply is still read (the connection stays in step) and
+			// dropped; x is left to the collector, its done may yet fire.
+			return reply{}, ctx.Err()
+		}
+		r, err, noReply := x.r, x.err, x.noReply
+		*x = pending{done: x.done}
+		pendingPool.Put(x)
+		if err == nil {
+			return r, nil
+		}
+		if errors.Is(err, errConnGone) {
+			continue // never written
+		}
+		if noReply && reused && !resent && !isTimeout(err) && ctx.Err() == nil {
+			resent = true
+			continue
+		}
+		return r, err
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// readReply reads one reply (at least its first byte is buffered) to a message
+// sent with method. keep reports that the connection may carry more exchanges;
+// bodyDeadline is called before a body is read.
+func readReply(br *bufio.Reader, method string, bodyDeadline func() error) (r reply, keep bool, err error) {
+	// Checked on the first bytes, before waiting for a line end that garbage may
+	// never send (the reply timeout would then hide what is wrong).
+	if err = checkHTTP(br); err != nil {
+		return r, false, err
+	}
+	h, err := readReplyHead(br)
+	if err != nil {
+		return r, false, err
+	}
+	r.code = h.code
+	class := classifyStatus(r.code)
+	if class == retryable && h.retryAfter != "" {
+		r.retryAfter, r.hasRetryAfter = parseRetryAfter(h.retryAfter, time.Now())
+	}
+	keep = !h.close
 	if method == "HEAD" || r.code == 204 || r.code == 304 || r.code == 101 {
-		return r, keep && r.code != 101, false, nil
+		return r, keep && r.code != 101, nil
 	}
 	if !h.chunked && h.length == 0 {
-		return r, keep, false, nil // the usual empty reply: nothing more to read
+		return r, keep, nil // the usual empty reply: nothing more to read
 	}
-	// reply_timeout bounds the reading of the body too; a body that stalls or breaks
-	// costs the connection, not the reply.
-	if err := wc.nc.SetDeadline(time.Now().Add(c.cfg.ReplyTimeout)); err != nil {
-		return r, false, false, nil
+	// A body that stalls or breaks costs the connection, not the reply.
+	if err := bodyDeadline(); err != nil {
+		return r, false, nil
 	}
 	var snip []byte
 	if class != accepted {
 		snip = make([]byte, 0, snippetBytes+1) // one more byte tells that it was cut
 	}
-	snip, clean := readBody(wc.br, h.length, h.chunked, snip)
+	snip, clean := readBody(br, h.length, h.chunked, snip)
 	if class != accepted {
 		r.snippet = snippetText(snip)
 	}
-	return r, keep && clean, false, nil
+	return r, keep && clean, nil
 }
 
 // snippetText makes a reply body fit for a log line: valid UTF-8, control bytes

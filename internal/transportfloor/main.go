@@ -1,0 +1,120 @@
+// Command transportfloor is the transport floor of `make bench-cost`: the least
+// client that delivers the same two messages per call to the same node. The
+// messages are built before the clock starts (same request line and headers as
+// the connector's default raw profile, a distinct request id per call); then
+// each of -conns goroutines owns one keep-alive connection and, per call,
+// writes the request message, reads its reply, writes the response message,
+// reads its reply. No decoding, no pipelining, no retries, no metrics.
+//
+// It prints one line: calls, connections, CPU seconds (user+sys of this
+// process, over the send phase only), wall seconds and calls per CPU-second.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:5050", "node host:port")
+	calls := flag.Int("calls", 20000, "calls (two messages each)")
+	conns := flag.Int("conns", 64, "connections, one sending goroutine each")
+	flag.Parse()
+	if err := run(*addr, *calls, *conns); err != nil {
+		fmt.Fprintln(os.Stderr, "transportfloor:", err)
+		os.Exit(1)
+	}
+}
+
+// messages builds call i's two messages as the connector's raw profile writes them.
+func messages(i int) (req, resp []byte) {
+	id := "floor-" + strconv.Itoa(os.Getpid()) + "-" + strconv.Itoa(i)
+	hdrs := "X-Wallarm-Request-Id: " + id + "\r\n" +
+		"X-Wallarm-Forwarded-Host: api.shop.example.com\r\n" +
+		"X-Wallarm-Forwarded-For: 152.69.116.127\r\n" +
+		"X-Wallarm-Connector-Type: apigw-connector\r\n" +
+		"X-Wallarm-Connector-Version: floor\r\n"
+	req = []byte("GET /orders/" + strconv.Itoa(i%1000) + " HTTP/1.1\r\nHost: api.shop.example.com\r\n" +
+		"User-Agent: PostmanRuntime/7.42.0\r\n" + hdrs + "\r\n")
+	resp = []byte("POST /orders/" + strconv.Itoa(i%1000) + " HTTP/1.1\r\nHost: api.shop.example.com\r\n" +
+		"Content-Length: 0\r\n" + hdrs + "X-Wallarm-Response-Code: 200\r\n\r\n")
+	return req, resp
+}
+
+func run(addr string, calls, conns int) error {
+	reqs, resps := make([][]byte, calls), make([][]byte, calls)
+	for i := range calls {
+		reqs[i], resps[i] = messages(i)
+	}
+	ncs := make([]net.Conn, conns)
+	for i := range ncs {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("dial %s: %w", addr, err)
+		}
+		defer nc.Close()
+		ncs[i] = nc
+	}
+	cpu0, start := cpuTime(), time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, conns)
+	for w, nc := range ncs {
+		wg.Go(func() {
+			br := bufio.NewReaderSize(nc, 4<<10)
+			for i := w; i < calls; i += conns {
+				for _, m := range [][]byte{reqs[i], resps[i]} {
+					if _, err := nc.Write(m); err != nil {
+						errs <- err
+						return
+					}
+					if err := readReply(br); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	wall, cpu := time.Since(start).Seconds(), (cpuTime() - cpu0).Seconds()
+	close(errs)
+	if err := <-errs; err != nil {
+		return fmt.Errorf("exchange: %w", err)
+	}
+	fmt.Printf("floor calls=%d conns=%d cpu_s=%.3f wall_s=%.3f calls_per_cpu_s=%.0f\n", calls, conns, cpu, wall, float64(calls)/cpu)
+	return nil
+}
+
+// readReply consumes one reply: headers up to the empty line, then a
+// Content-Length body if any (the node's replies are small and not chunked).
+func readReply(br *bufio.Reader) error {
+	length := 0
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		if len(line) <= 2 {
+			break
+		}
+		if v, ok := bytes.CutPrefix(line, []byte("Content-Length: ")); ok {
+			length, _ = strconv.Atoi(string(bytes.TrimSpace(v)))
+		}
+	}
+	_, err := br.Discard(length)
+	return err
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

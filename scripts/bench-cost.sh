@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Cost per call (`make bench-cost`): on one run, each figure against a fresh devnode over loopback.
+#
+#   replay        `apigw-connector replay` of BENCH_CALLS calls (default settings): calls per
+#                 CPU-second of the whole replay process (user+sys, /usr/bin/time)
+#   python        scripts/bench/official_reference.py, a model of the official connector's design
+#                 (python3 stdlib, one keep-alive connection, sequential): calls per CPU-second,
+#                 and the replay / python ratio
+#   floor         internal/transportfloor: the same two messages per call, pre-built, written and
+#                 answered on 64 connections with the least client (no decoding, no pipelining);
+#                 replay / floor ratio (the replay's CPU includes decoding and parsing its input)
+#   latency       replay of BENCH_LAT_CALLS calls to devnode --latency 1ms and 5ms: calls/s vs the
+#                 limit node.concurrency / (2 x latency) (64 calls in flight, two exchanges each),
+#                 then BenchmarkLatencyBound (pkg/node: Deliver from 64 callers to an in-process
+#                 devnode, no replay start-up or input in the figure)
+#   no pipeline   replay and latency again with node.pipeline_depth=1 (APIGW_CONNECTOR_NODE_PIPELINE_DEPTH):
+#                 what pipelining (default depth 8) buys and whether it costs latency-bound throughput
+#
+# Each figure is the median of BENCH_RUNS runs (default 3). CPU-seconds are less affected than
+# wall time by other load, but a shared machine still inflates them: rerun on a quiet one.
+# Env: BENCH_CALLS (20000), BENCH_LAT_CALLS (5000), BENCH_RUNS (3), BENCH_PY_CALLS (BENCH_CALLS).
+# Binds 127.0.0.1 only (free ports); stops every process it starts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N="${BENCH_CALLS:-20000}"
+NL="${BENCH_LAT_CALLS:-5000}"
+RUNS="${BENCH_RUNS:-3}"
+NPY="${BENCH_PY_CALLS:-$N}"
+work="$(mktemp -d)"
+dn_pid=""
+cleanup() { [[ -n "$dn_pid" ]] && kill "$dn_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+make -s build OUT="$work/apigw-connector" >/dev/null
+go build -o "$work/floor" ./internal/transportfloor
+bin="$work/apigw-connector"
+"$bin" generate --count "$N" --duration 0 --rate 0 --seed 11 --start 2026-01-01T00:00:00Z --out "$work/calls.jsonl" 2>/dev/null
+head -n "$NL" "$work/calls.jsonl" >"$work/lat.jsonl"
+head -n "$NPY" "$work/calls.jsonl" >"$work/py.jsonl"
+
+# devnode_start [flags]: a fresh devnode (no call seen yet) on a free port; sets addr.
+devnode_start() {
+  "$bin" devnode --listen 127.0.0.1:0 --log-level warn "$@" >"$work/devnode.log" 2>&1 &
+  dn_pid=$!
+  addr=""
+  for _ in $(seq 100); do
+    addr="$(grep -ao 'http://127.0.0.1:[0-9]*' "$work/devnode.log" | head -1 | sed 's#http://##')" || true
+    # Listening is printed once bound; connect once to be sure it accepts.
+    if [[ -n "$addr" ]] && (exec 3<>"/dev/tcp/${addr%:*}/${addr#*:}") 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.05
+  done
+  echo "devnode did not start" >&2; cat "$work/devnode.log" >&2; exit 1
+}
+devnode_stop() { kill "$dn_pid" 2>/dev/null; wait "$dn_pid" 2>/dev/null || true; dn_pid=""; }
+
+# replay_once FILE [env...]: prints "cpu_s calls_per_s" of one replay to a fresh devnode.
+replay_once() {
+  local file=$1; shift
+  devnode_start "${DEVNODE_FLAGS[@]}"
+  env APIGW_CONNECTOR_NODE_URL="http://$addr" "$@" /usr/bin/time -f 'TIME %U %S' "$bin" replay "$file" >"$work/replay.out" 2>&1 || {
+    cat "$work/replay.out" >&2; exit 1; }
+  devnode_stop
+  grep -q 'undelivered: *0$' "$work/replay.out" || { echo "replay left calls undelivered" >&2; cat "$work/replay.out" >&2; exit 1; }
+  awk '/^TIME/ {cpu = $2 + $3} /delivered:/ && /calls\/s/ {gsub(/\(/, ""); rate = $3} END {printf "%.3f %s\n", cpu, rate}' "$work/replay.out"
+}
+
+median() { sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+
+# replay_median FILE [env...]: sets cpu (median CPU-s) and rate (median calls/s).
+replay_median() {
+  : >"$work/runs"
+  for _ in $(seq "$RUNS"); do replay_once "$@" >>"$work/runs"; done
+  cpu="$(awk '{print $1}' "$work/runs" | median)"
+  rate="$(awk '{print $2}' "$work/runs" | median)"
+}
+
+DEVNODE_FLAGS=()
+echo "== replay of $N calls, default settings ($RUNS runs, medians)"
+replay_median "$work/calls.jsonl"
+ours=$(awk -v n="$N" -v c="$cpu" 'BEGIN {printf "%.0f", n / c}')
+echo "  replay                 $cpu CPU-s   $ours calls/CPU-s"
+
+echo "== python reference (scripts/bench/official_reference.py), $NPY calls"
+: >"$work/py"
+for _ in $(seq "$RUNS"); do
+  devnode_start
+  python3 scripts/bench/official_reference.py "$addr" "$work/py.jsonl" | tee -a "$work/py" | sed 's/^/  /'
+  devnode_stop
+done
+py=$(sed -n 's/.*calls_per_cpu_s=\([0-9]*\).*/\1/p' "$work/py" | median)
+echo "  python reference       $py calls/CPU-s (median)"
+
+echo "== transport floor (internal/transportfloor), $N calls on 64 connections"
+: >"$work/floor.out"
+for _ in $(seq "$RUNS"); do
+  devnode_start
+  "$work/floor" -addr "$addr" -calls "$N" -conns 64 | tee -a "$work/floor.out" | sed 's/^/  /'
+  devnode_stop
+done
+floor=$(sed -n 's/.*calls_per_cpu_s=\([0-9]*\).*/\1/p' "$work/floor.out" | median)
+echo "  floor                  $floor calls/CPU-s (median)"
+
+lat_runs() { # label env...
+  local label=$1; shift
+  for lat in 1ms 5ms; do
+    DEVNODE_FLAGS=(--latency "$lat")
+    replay_median "$work/lat.jsonl" "$@"
+    DEVNODE_FLAGS=()
+    local ms=${lat%ms}
+    awk -v r="$rate" -v ms="$ms" -v l="$label" 'BEGIN {lim = 64 / (2 * ms / 1000); printf "  %-10s %s: %6.0f calls/s of the limit %5.0f = %3.0f%%\n", l, ms "ms", r, lim, 100 * r / lim}'
+  done
+}
+echo "== latency-bound: $NL calls, devnode --latency, node.concurrency 64"
+lat_runs default
+
+echo "== node.pipeline_depth=1 (no pipelining)"
+replay_median "$work/calls.jsonl" APIGW_CONNECTOR_NODE_PIPELINE_DEPTH=1
+piped=$(awk -v n="$N" -v c="$cpu" 'BEGIN {printf "%.0f", n / c}')
+echo "  replay                 $cpu CPU-s   $piped calls/CPU-s"
+lat_runs depth1 APIGW_CONNECTOR_NODE_PIPELINE_DEPTH=1
+
+echo "== BenchmarkLatencyBound (pkg/node)"
+go test -run '^$' -bench BenchmarkLatencyBound -benchtime 1x -count "$RUNS" ./pkg/node/ |
+  awk '/^Benchmark/ {n = $1; sub(/-[0-9]+$/, "", n); for (i = 3; i < NF; i += 2) if ($(i+1) == "%limit") printf "  %-44s %5.1f%% of the limit\n", n, $i}'
+
+echo
+echo "== figures"
+awk -v o="$ours" -v p="$py" -v f="$floor" -v q="$piped" 'BEGIN {
+  printf "  replay (default)       %7d calls/CPU-s   goal >= 45000\n", o
+  printf "  python reference       %7d calls/CPU-s\n", p
+  printf "  replay / python        %7.1fx            goal >= 10x\n", o / p
+  printf "  floor (64 conns)       %7d calls/CPU-s\n", f
+  printf "  floor / replay         %7.2fx            goal <= 1.5x (the floor decodes nothing)\n", f / o
+  printf "  replay, depth 1        %7d calls/CPU-s   (%.1fx python; pipelining off)\n", q, q / p
+}'
