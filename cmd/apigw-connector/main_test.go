@@ -215,7 +215,10 @@ func TestReplayRetriesWhenTheNodeStallsPastTheReplyTimeout(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
 	}
-	testenv.AssertIDsDeliveredOnce(t, dn, ids[:20])
+	// A message cut by the reply timeout had an unseen outcome: the node may
+	// still process it (behind a pipelined message net/http does not notice the
+	// close), and its resend is then refused as a duplicate. None may be missing.
+	testenv.AssertNoneLostIDs(t, dn, ids[:20])
 	if strings.Contains(out, "retries:         0") {
 		t.Fatalf("stall did not cause retries:\n%s", out)
 	}

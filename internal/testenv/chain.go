@@ -107,6 +107,12 @@ func AssertNoneLost(t testing.TB, n *devnode.Server, calls []traffic.Call) {
 	for i := range calls {
 		ids[i] = calls[i].RequestID
 	}
+	AssertNoneLostIDs(t, n, ids)
+}
+
+// AssertNoneLostIDs is AssertNoneLost for request ids.
+func AssertNoneLostIDs(t testing.TB, n *devnode.Server, ids []string) {
+	t.Helper()
 	missing, repeated := n.CheckDelivered(ids)
 	if len(missing) > 0 {
 		t.Fatalf("of %d calls, %d never reached the node (e.g. %v)", len(ids), len(missing), head(missing))
