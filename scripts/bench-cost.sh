@@ -13,6 +13,8 @@
 #                 limit node.concurrency / (2 x latency) (64 calls in flight, two exchanges each),
 #                 then BenchmarkLatencyBound (pkg/node: Deliver from 64 callers to an in-process
 #                 devnode, no replay start-up or input in the figure)
+#                 and the transport floor on 64 connections against the same devnode (how near the
+#                 limit devnode's own latency handling lets any client come)
 #   no pipeline   replay and latency again with node.pipeline_depth=1 (APIGW_CONNECTOR_NODE_PIPELINE_DEPTH):
 #                 what pipelining (default depth 8) buys and whether it costs latency-bound throughput
 #
@@ -62,9 +64,13 @@ replay_once() {
   devnode_start "${DEVNODE_FLAGS[@]}"
   env APIGW_CONNECTOR_NODE_URL="http://$addr" "$@" /usr/bin/time -f 'TIME %U %S' "$bin" replay "$file" >"$work/replay.out" 2>&1 || {
     cat "$work/replay.out" >&2; exit 1; }
+  # The node stand-in's own CPU (user+sys) for the run: with it, whether a
+  # latency-bound figure is bounded by latency or by this machine's cores.
+  local dcpu
+  dcpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / hz}' "/proc/$dn_pid/stat")
   devnode_stop
   grep -q 'undelivered: *0$' "$work/replay.out" || { echo "replay left calls undelivered" >&2; cat "$work/replay.out" >&2; exit 1; }
-  awk '/^TIME/ {cpu = $2 + $3} /delivered:/ && /calls\/s/ {gsub(/\(/, ""); rate = $3} END {printf "%.3f %s\n", cpu, rate}' "$work/replay.out"
+  awk -v d="$dcpu" '/^TIME/ {cpu = $2 + $3} /delivered:/ && /calls\/s/ {gsub(/\(/, ""); rate = $3} END {printf "%.3f %s %s\n", cpu, rate, d}' "$work/replay.out"
 }
 
 median() { sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
@@ -75,6 +81,7 @@ replay_median() {
   for _ in $(seq "$RUNS"); do replay_once "$@" >>"$work/runs"; done
   cpu="$(awk '{print $1}' "$work/runs" | median)"
   rate="$(awk '{print $2}' "$work/runs" | median)"
+  dcpu="$(awk '{print $3}' "$work/runs" | median)"
 }
 
 DEVNODE_FLAGS=()
@@ -82,6 +89,9 @@ echo "== replay of $N calls, default settings ($RUNS runs, medians)"
 replay_median "$work/calls.jsonl"
 ours=$(awk -v n="$N" -v c="$cpu" 'BEGIN {printf "%.0f", n / c}')
 echo "  replay                 $cpu CPU-s   $ours calls/CPU-s"
+echo "  devnode (node stand-in) $dcpu CPU-s for the same calls"
+us_ours=$(awk -v n="$N" -v c="$cpu" 'BEGIN {printf "%.1f", 1e6 * c / n}')
+us_dn=$(awk -v n="$N" -v c="$dcpu" 'BEGIN {printf "%.1f", 1e6 * c / n}')
 
 echo "== python reference (scripts/bench/official_reference.py), $NPY calls"
 : >"$work/py"
@@ -115,6 +125,17 @@ lat_runs() { # label env...
 }
 echo "== latency-bound: $NL calls, devnode --latency, node.concurrency 64"
 lat_runs default
+# The same against the least client on 64 connections: how near the limit
+# devnode's latency and this machine let any client come.
+for lat in 1ms 5ms; do
+  : >"$work/flat"
+  for _ in $(seq "$RUNS"); do
+    devnode_start --latency "$lat"
+    "$work/floor" -addr "$addr" -calls "$NL" -conns 64 | sed -n 's/.*wall_s=\([0-9.]*\).*/\1/p' >>"$work/flat"
+    devnode_stop
+  done
+  awk -v n="$NL" -v w="$(median <"$work/flat")" -v ms="${lat%ms}" 'BEGIN {lim = 64 / (2 * ms / 1000); r = n / w; printf "  %-10s %s: %6.0f calls/s of the limit %5.0f = %3.0f%%\n", "floor", ms "ms", r, lim, 100 * r / lim}'
+done
 
 echo "== node.pipeline_depth=1 (no pipelining)"
 replay_median "$work/calls.jsonl" APIGW_CONNECTOR_NODE_PIPELINE_DEPTH=1
@@ -135,4 +156,11 @@ awk -v o="$ours" -v p="$py" -v f="$floor" -v q="$piped" 'BEGIN {
   printf "  floor (64 conns)       %7d calls/CPU-s\n", f
   printf "  floor / replay         %7.2fx            goal <= 1.5x (the floor decodes nothing)\n", f / o
   printf "  replay, depth 1        %7d calls/CPU-s   (%.1fx python; pipelining off)\n", q, q / p
+}'
+awk -v a="$us_ours" -v b="$us_dn" -v cores="$(nproc)" 'BEGIN {
+  printf "  CPU per call           %7.1f us connector + %.1f us devnode\n", a, b
+  for (ms = 1; ms <= 5; ms += 4) {
+    lim = 64 / (2 * ms / 1000)
+    printf "  at the %dms limit (%5.0f calls/s) both need %.2f cores; this machine has %d\n", ms, lim, lim * (a + b) / 1e6, cores
+  }
 }'

@@ -12,7 +12,7 @@ import (
 )
 
 // cmdProbe checks the configured node end to end; exit 0 only when it
-// accepted the synthetic call.
+// accepted the synthetic call and nothing configured failed (Report.OK).
 func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("probe", stderr)
 	var cf commonFlags
@@ -22,7 +22,7 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	timeout := fs.Duration("timeout", 0, "bound for the probe call, retries included (default connect + 2 x reply timeout)")
 	setUsage(fs, "probe [--config FILE] [--host HOST] [--node-metrics URL] [--timeout D]",
 		"Checks the configured node before you deploy: TCP/TLS, the health endpoint, then one synthetic call sent as\n"+
-			"OPTIONS (API Discovery ignores OPTIONS) with a fresh request id. Exit 0 only when the node accepted both messages.")
+			"OPTIONS (API Discovery ignores OPTIONS) with a fresh request id. Exit 0 only when the node accepted both messages and, with node.pipeline_depth above 1, answered requests pipelined on one connection.")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return errHelp
@@ -44,7 +44,7 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := rep.Write(stdout); err != nil {
 		return fmt.Errorf("print report: %w", err)
 	}
-	if !rep.Accepted {
+	if !rep.OK() {
 		return exitError{code: 1}
 	}
 	return nil

@@ -59,8 +59,15 @@ type Step struct {
 type Report struct {
 	Steps    []Step
 	Accepted bool
-	Causes   []string // what the node's counters or replies point at, with the fix
+	// PipeliningFailed: node.pipeline_depth > 1 and the node did not answer
+	// pipelined requests; the connector as configured would not work well.
+	PipeliningFailed bool
+	Causes           []string // what the node's counters or replies point at, with the fix
 }
+
+// OK is the probe's verdict: the call was accepted and nothing configured
+// was found not to work.
+func (r Report) OK() bool { return r.Accepted && !r.PipeliningFailed }
 
 // Write prints the report for a person.
 func (r Report) Write(w io.Writer) error {
@@ -77,6 +84,9 @@ func (r Report) Write(w io.Writer) error {
 	}
 	if r.Accepted {
 		b.WriteString("the node accepted the probe call (request and response message)\n")
+		if r.PipeliningFailed {
+			b.WriteString("but it does not answer pipelined requests: set node.pipeline_depth: 1\n")
+		}
 	} else {
 		b.WriteString("the node did NOT accept the probe call\n")
 	}
@@ -159,6 +169,21 @@ func Run(ctx context.Context, cfg node.Config, opts Options, log *slog.Logger) R
 		r.Causes = append(r.Causes, fmt.Sprintf("the health endpoint %s did not answer 2xx: enable external_health_check on the node with that endpoint, or set node.health_path to it (off: TCP check only)", cfg.HealthPath))
 	} else {
 		add("health", true, "%s answered 2xx", cfg.HealthPath)
+	}
+
+	// Pipelining: settle the assumption node.pipeline_depth > 1 rests on.
+	switch {
+	case cfg.PipelineDepth <= 1:
+		add("pipelining", true, "skipped (node.pipeline_depth is 1: off)")
+	case cfg.HealthPath == "":
+		add("pipelining", true, "not checked (it uses the health endpoint, and node.health_path is off)")
+	default:
+		ok, conclusive, detail := checkPipelining(ctx, cfg, u, hostport)
+		add("pipelining", ok, "%s", detail)
+		if !ok && conclusive {
+			r.PipeliningFailed = true
+			r.Causes = append(r.Causes, "the node, or something between it and the connector, does not answer requests pipelined on one connection: set node.pipeline_depth: 1 (APIGW_CONNECTOR_NODE_PIPELINE_DEPTH=1)")
+		}
 	}
 
 	// 4. The node's counters, before.

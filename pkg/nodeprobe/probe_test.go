@@ -59,10 +59,10 @@ func TestAcceptedByDevnode(t *testing.T) {
 	dn, url := startDevnode(t)
 	r := Run(context.Background(), probeConfig(url), Options{}, nil)
 	out := report(t, r)
-	if !r.Accepted {
+	if !r.Accepted || !r.OK() {
 		t.Fatalf("not accepted:\n%s", out)
 	}
-	for _, want := range []string{"ok   tcp", "ok   health", "ok   call", "OPTIONS probe.apigw-connector.invalid/apigw-connector-probe"} {
+	for _, want := range []string{"ok   tcp", "ok   health", "ok   pipelining", "in order", "ok   call", "OPTIONS probe.apigw-connector.invalid/apigw-connector-probe"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}
