@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/wallarm/apigw-connector/internal/testenv"
+	"github.com/wallarm/apigw-connector/internal/testenv/devnodetest"
 	"github.com/wallarm/apigw-connector/pkg/devnode"
 	"github.com/wallarm/apigw-connector/pkg/traffic"
 )
@@ -88,12 +89,7 @@ func TestBootstrapServesEvents(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 
-	node := devnode.New(devnode.DefaultOptions(), nil, nil)
-	nodeAddr, err := node.Start(context.Background(), "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = node.Shutdown(context.Background()) })
+	node, nodeURL := devnodetest.Start(t, devnode.DefaultOptions())
 
 	g := traffic.New(traffic.DefaultOptions())
 	evs, calls := g.Events(nil, 20)
@@ -124,7 +120,7 @@ func TestBootstrapServesEvents(t *testing.T) {
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.Env = []string{
 		"AWS_LAMBDA_RUNTIME_API=" + ln.Addr().String(),
-		"X_NODE_URL=" + nodeAddr.String(),
+		"X_NODE_URL=" + strings.TrimPrefix(nodeURL, "http://"),
 		"X_NODE_SCHEME=http",
 		"PATH=/usr/bin:/bin",
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wallarm/apigw-connector/internal/testenv/devnodetest"
 	"github.com/wallarm/apigw-connector/pkg/accesslog"
 	"github.com/wallarm/apigw-connector/pkg/devnode"
 	"github.com/wallarm/apigw-connector/pkg/node"
@@ -301,19 +302,8 @@ func TestForeignShapes(t *testing.T) {
 // is recorded and passed back, and the node builds its inventory as usual.
 func TestUpstreamDevnode(t *testing.T) {
 	t.Parallel()
-	dn := devnode.New(devnode.DefaultOptions(), prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	naddr, err := dn.Start(ctx, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
-		defer c()
-		dn.Shutdown(sctx)
-	})
-	s, addr, _ := startCapture(t, Options{Upstream: "http://" + naddr.String()})
+	dn, nodeURL := devnodetest.Start(t, devnode.DefaultOptions())
+	s, addr, _ := startCapture(t, Options{Upstream: nodeURL})
 	cs := calls(6)
 	deliver(t, "http://"+addr, nil, cs)
 	msgs := s.Messages()

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wallarm/apigw-connector/internal/testenv/devnodetest"
 	"github.com/wallarm/apigw-connector/pkg/devnode"
 )
 
@@ -106,13 +107,8 @@ func benchLatency(b *testing.B, lat time.Duration, depth int) {
 	const callers, calls = 64, 5000
 	opts := devnode.DefaultOptions()
 	opts.Latency = lat
-	dn := devnode.New(opts, nil, nil)
-	addr, err := dn.Start(context.Background(), "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = dn.Shutdown(context.Background()) })
-	c, _ := testClient(b, "http://"+addr.String(), func(c *Config) {
+	_, url := devnodetest.Start(b, opts)
+	c, _ := testClient(b, url, func(c *Config) {
 		c.Concurrency = callers
 		c.PipelineDepth = depth
 	})

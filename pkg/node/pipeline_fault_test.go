@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wallarm/apigw-connector/internal/testenv"
+	"github.com/wallarm/apigw-connector/internal/testenv/devnodetest"
 	"github.com/wallarm/apigw-connector/pkg/accesslog"
 	"github.com/wallarm/apigw-connector/pkg/devnode"
 	"github.com/wallarm/apigw-connector/pkg/node"
@@ -24,13 +25,8 @@ func TestPipelineThroughFaults(t *testing.T) {
 	for _, f := range []testenv.Faults{{Reset: 0.05}, {Hang: 0.01}} {
 		t.Run(fmt.Sprintf("reset=%v hang=%v", f.Reset, f.Hang), func(t *testing.T) {
 			t.Parallel()
-			dn := devnode.New(devnode.DefaultOptions(), nil, nil)
-			addr, err := dn.Start(context.Background(), "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = dn.Shutdown(context.Background()) })
-			proxy := testenv.StartFaultProxy(t, "http://"+addr.String())
+			dn, url := devnodetest.Start(t, devnode.DefaultOptions())
+			proxy := testenv.StartFaultProxy(t, url)
 			proxy.Set(f)
 			cfg := node.DefaultConfig()
 			cfg.URL = proxy.URL

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wallarm/apigw-connector/internal/testenv/devnodetest"
 	"github.com/wallarm/apigw-connector/internal/testenv/testkit"
 	"github.com/wallarm/apigw-connector/pkg/devnode"
 )
@@ -52,13 +53,7 @@ func startDevnode(t *testing.T, edit func(*devnode.Options)) (*devnode.Server, s
 	if edit != nil {
 		edit(&opts)
 	}
-	dn := devnode.New(opts, nil, nil)
-	addr, err := dn.Start(context.Background(), "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = dn.Shutdown(context.Background()) })
-	return dn, "http://" + addr.String()
+	return devnodetest.Start(t, opts)
 }
 
 // Many callers on pipelined connections: every call reaches devnode exactly

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wallarm/apigw-connector/internal/testenv/devnodetest"
 	"github.com/wallarm/apigw-connector/pkg/devnode"
 	"github.com/wallarm/apigw-connector/pkg/node"
 )
@@ -30,19 +31,7 @@ func probeConfig(url string) node.Config {
 
 func startDevnode(t *testing.T) (*devnode.Server, string) {
 	t.Helper()
-	dn := devnode.New(devnode.DefaultOptions(), prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	addr, err := dn.Start(ctx, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
-		defer c()
-		dn.Shutdown(sctx)
-	})
-	return dn, "http://" + addr.String()
+	return devnodetest.Start(t, devnode.DefaultOptions())
 }
 
 func report(t *testing.T, r Report) string {
