@@ -321,7 +321,7 @@ func printSummary(w io.Writer, o pipeline.Outcome, g prometheus.Gatherer, elapse
 	fmt.Fprintf(w, "  filtered:        %d\n", o.Filtered)
 	fmt.Fprintf(w, "  parse errors:    %d%s\n", o.ParseErrors, labelsOf(g, "apigw_connector_parse_errors_total", "reason"))
 	fmt.Fprintf(w, "  decode errors:   %d%s\n", o.DecodeErrors, labelsOf(g, "apigw_connector_decode_errors_total", "reason"))
-	fmt.Fprintf(w, "  retries:         %.0f%s\n", sumOf(g, "apigw_connector_node_retries_total"), labelsOf(g, "apigw_connector_node_retries_total", "reason"))
+	fmt.Fprintf(w, "  retries:         %.0f%s\n", metricValue(gather(g), "apigw_connector_node_retries_total", "", ""), labelsOf(g, "apigw_connector_node_retries_total", "reason"))
 }
 
 // labelsOf renders a counter's non-zero values by one label, e.g. " (400=2, 415=1)".
@@ -352,20 +352,4 @@ func labelsOf(g prometheus.Gatherer, name, label string) string {
 	}
 	sort.Strings(parts)
 	return " (" + strings.Join(parts, ", ") + ")"
-}
-
-func sumOf(g prometheus.Gatherer, name string) float64 {
-	mfs, err := g.Gather()
-	if err != nil {
-		return 0
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return sum
 }

@@ -73,7 +73,8 @@ func (w *watch) tick(now time.Time) {
 	if w.term == nil || w.gaveUp.Load() {
 		return
 	}
-	parsed := int64(metricValue(w.reg, "apigw_connector_parse_calls_total", "", ""))
+	mfs := gather(w.reg) // once a tick: each read below is of this one snapshot
+	parsed := int64(metricValue(mfs, "apigw_connector_parse_calls_total", "", ""))
 	s := replay.Sample{
 		Stats:    st,
 		Total:    -1,
@@ -82,12 +83,12 @@ func (w *watch) tick(now time.Time) {
 		Expected: w.expected.Load(),
 		Target:   w.rate,
 		NodeUp:   w.node.Up(),
-		Retries:  int64(metricValue(w.reg, "apigw_connector_node_retries_total", "", "")),
-		Buffered: int64(metricValue(w.reg, "apigw_connector_pipeline_calls_buffered", "", "")),
+		Retries:  int64(metricValue(mfs, "apigw_connector_node_retries_total", "", "")),
+		Buffered: int64(metricValue(mfs, "apigw_connector_pipeline_calls_buffered", "", "")),
 	}
 	if w.readAll.Load() {
-		skipped := metricValue(w.reg, "apigw_connector_pipeline_calls_total", "result", "filtered") +
-			metricValue(w.reg, "apigw_connector_pipeline_calls_total", "result", "duplicate")
+		skipped := metricValue(mfs, "apigw_connector_pipeline_calls_total", "result", "filtered") +
+			metricValue(mfs, "apigw_connector_pipeline_calls_total", "result", "duplicate")
 		s.Total = parsed - int64(skipped)
 	}
 	w.term.Show(replay.Line(s))
@@ -103,13 +104,19 @@ func (w *watch) stop(done <-chan struct{}) bool {
 	return w.gaveUp.Load()
 }
 
-// metricValue sums a counter's or gauge's series, those whose label has
-// value when label is set.
-func metricValue(g prometheus.Gatherer, name, label, value string) float64 {
+// gather is the registry's families, none when it cannot be read (every
+// value then reads 0).
+func gather(g prometheus.Gatherer) []*dto.MetricFamily {
 	mfs, err := g.Gather()
 	if err != nil {
-		return 0
+		return nil
 	}
+	return mfs
+}
+
+// metricValue sums a counter's or gauge's series in mfs, those whose label
+// has value when label is set.
+func metricValue(mfs []*dto.MetricFamily, name, label, value string) float64 {
 	var sum float64
 	for _, mf := range mfs {
 		if mf.GetName() != name {
