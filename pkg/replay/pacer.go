@@ -95,7 +95,8 @@ func (o Options) Paced() bool { return o.Rate > 0 || o.Speed > 0 }
 // not in a catch-up burst.
 //
 // --speed: a call goes out at base + (t - t0)/Speed, where t is its log time
-// and (t0, base) the first call's log time and send time. Log time only moves
+// and (t0, base) the timeline's earliest log time and the first send's time
+// (the earliest call need not ask first: senders are concurrent). Log time only moves
 // forward: a call up to Rebase earlier than the latest one seen (streams
 // interleaved in an export) goes out at once, as if logged with it; a call
 // further back starts a new timeline at now, so a second file covering the
@@ -161,6 +162,13 @@ func (p *Pacer) speed(now, t time.Time) time.Duration {
 		return 0
 	}
 	if !t.After(p.latest) {
+		if t.Before(p.t0) {
+			// Earlier than the timeline's origin: the origin was a call that
+			// merely asked first (the senders run concurrently). Anchor the
+			// timeline at the earliest call, or the calls between the two
+			// would all go out in one burst at the start.
+			p.t0 = t
+		}
 		return 0 // a little out of order: with the latest call
 	}
 	p.latest = t
