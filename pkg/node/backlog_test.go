@@ -164,3 +164,30 @@ func TestOutageIsLoggedOnceNotPerCall(t *testing.T) {
 		t.Errorf("%d retries at debug, want the rest of them", len(got))
 	}
 }
+
+// A 503 written before the node recovered can reach us after another call's
+// success: it belongs to the outage that just ended, so it is not a second
+// warning; a different reason, or the same one after a quiet second, is.
+func TestStragglerReplyAfterTheReturnIsNotANewOutage(t *testing.T) {
+	t.Parallel()
+	c, _ := testClient(t, "http://127.0.0.1:9", nil)
+	if !c.retrying("http_503") {
+		t.Fatal("the first 503 of an outage is not new")
+	}
+	c.nodeAnswered()
+	if c.failing.Load() {
+		t.Fatal("an answer did not end the outage")
+	}
+	if c.retrying("http_503") {
+		t.Error("a 503 right after the return counted as a new outage")
+	}
+	if !c.retrying("timeout") {
+		t.Error("a new reason right after the return was not new")
+	}
+	c.epMu.Lock()
+	c.epReasons, c.epEnded = nil, time.Now().Add(-2*minWakeInterval)
+	c.epMu.Unlock()
+	if !c.retrying("http_503") {
+		t.Error("a 503 a quiet while after the return was not a new outage")
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net"
@@ -80,6 +81,8 @@ type Client struct {
 	epReasons map[string]bool // reasons already warned about; nil: no episode
 	epRetries int64
 	epStart   time.Time
+	epEnded   time.Time       // when the last episode ended
+	epPrev    map[string]bool // its reasons: replies already in flight when it ended are not news
 
 	half *halfSent
 }
@@ -500,6 +503,7 @@ func (c *Client) nodeAnswered() {
 	c.epMu.Lock()
 	c.failing.Store(false)
 	retries, since := c.epRetries, c.epStart
+	c.epPrev, c.epEnded = c.epReasons, time.Now()
 	c.epRetries, c.epReasons = 0, nil
 	c.epMu.Unlock()
 	next := make(chan struct{})
@@ -516,6 +520,13 @@ func (c *Client) retrying(reason string) bool {
 	if c.epReasons == nil {
 		c.epReasons = map[string]bool{}
 		c.epStart = time.Now()
+		if c.epStart.Sub(c.epEnded) < minWakeInterval {
+			// A reply sent before the node recovered can arrive after another
+			// call's success (another connection, a pipelined reply): the
+			// same reason right after the return line is the old episode's
+			// straggler, not a new outage worth a second warning.
+			maps.Copy(c.epReasons, c.epPrev)
+		}
 	}
 	c.epRetries++
 	c.failing.Store(true)
