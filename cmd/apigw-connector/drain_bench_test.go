@@ -9,11 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,10 +42,16 @@ import (
 // Knobs (environment): DRAIN_CALLS (calls pre-filled per drain, default 150000; 5000 with
 // -short), DRAIN_FAILOVER_TIME (kinesis.failover_time of the failover benchmark, default 10s;
 // 3s with -short),
-// DRAIN_PERF (a folder: `perf record` the worker during each drain into it).
+// DRAIN_PERF (a folder: `perf record` the worker during each drain into it), DRAIN_SYSCALLS
+// (any value: `perf stat` the worker's system calls and context switches per call, and list
+// its threads' CPU), DRAIN_GOMAXPROCS (the worker's GOMAXPROCS, default 1).
+//
+// Sinks: devnode; noop (Go's net/http answering 200); wire (the least HTTP/1.1 server, see
+// wireSink). The wire runs are "loaded": the sink answers nothing until the worker has read the
+// whole stream, and the worker's CPU counts from then on (drainOnce says why).
 //
 // The worker is a non-race build (buildBinary's is race-enabled, which would multiply its CPU
-// cost), started under `taskset -c 0` when the kernel allows it and always with GOMAXPROCS=1.
+// cost), started under `taskset -c 0` when the kernel allows it and with GOMAXPROCS=1.
 // Its CPU time (rusage) and peak RSS (VmHWM) are that one process's, so the emulator
 // (a node process) and this test process are not counted; they share the machine's cores with the
 // worker, though, and cap the wall-clock rate.
@@ -87,13 +95,14 @@ func benchEnvDuration(name string, def time.Duration) time.Duration {
 // callSink receives the connector's messages: it answers 200 itself (noop) or passes them to
 // a devnode, and records when each call's response message (the second of its pair) arrived.
 type callSink struct {
-	srv  *httptest.Server
+	url  string
 	dn   *devnode.Server // nil for the noop sink
 	mu   sync.Mutex
 	seen map[string]time.Time // request id -> first arrival of its response message
 	// first and last arrival of a new call (the drain window)
 	first, last time.Time
 	distinct    atomic.Int64
+	gate        chan struct{} // wire sink: closed when it may answer; nil: at once
 	// after logAll is set, every response message is logged too (re-deliveries included)
 	logAll atomic.Bool
 	log    []sinkArrival
@@ -107,6 +116,10 @@ type sinkArrival struct {
 func startCallSink(b *testing.B, kind string) *callSink {
 	b.Helper()
 	s := &callSink{seen: make(map[string]time.Time, 1<<16)}
+	if kind == "wire" {
+		s.url = startWireSink(b, s)
+		return s
+	}
 	var next http.Handler
 	if kind == "devnode" {
 		s.dn = devnode.New(devnode.DefaultOptions(), nil, quietLog())
@@ -128,8 +141,9 @@ func startCallSink(b *testing.B, kind string) *callSink {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.WriteHeader(http.StatusOK)
 	})
-	s.srv = httptest.NewServer(h) // 127.0.0.1
-	b.Cleanup(s.srv.Close)
+	srv := httptest.NewServer(h) // 127.0.0.1
+	b.Cleanup(srv.Close)
+	s.url = srv.URL
 	return s
 }
 
@@ -186,6 +200,7 @@ type benchProducer struct {
 	ids     []string
 	shardOf map[string]string // request id -> shard id
 	bytes   int64             // compressed record bytes put
+	nrecs   int               // records put
 }
 
 func newBenchProducer(kc *kinesis.Client, stream string, seed int64) *benchProducer {
@@ -236,6 +251,7 @@ func (p *benchProducer) putBatch(ctx context.Context, recs []traffic.Record) err
 			}
 			shard := aws.ToString(res.ShardId)
 			p.bytes += int64(len(recs[i].Data))
+			p.nrecs++
 			for _, c := range recs[i].Calls {
 				p.ids = append(p.ids, c.RequestID)
 				p.shardOf[c.RequestID] = shard
@@ -248,6 +264,12 @@ func (p *benchProducer) putBatch(ctx context.Context, recs []traffic.Record) err
 		}
 	}
 	return nil
+}
+
+func (p *benchProducer) records() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.nrecs
 }
 
 func (p *benchProducer) snapshot() (ids []string, bytes int64) {
@@ -286,9 +308,12 @@ func canPin() bool {
 	return tasksetOK
 }
 
-func startBenchWorker(b *testing.B, bin, cfg string, env []string, pin bool) *benchWorker {
+func startBenchWorker(b *testing.B, bin, cfg string, env []string, pin bool, metricsAddr string) *benchWorker {
 	b.Helper()
-	args := []string{"run", "--config", cfg, "--metrics-addr", "off", "--log-format", "text"}
+	if metricsAddr == "" {
+		metricsAddr = "off"
+	}
+	args := []string{"run", "--config", cfg, "--metrics-addr", metricsAddr, "--log-format", "text"}
 	var cmd *exec.Cmd
 	if pin && canPin() {
 		// taskset execs the worker: same pid, so its rusage is the worker's.
@@ -296,7 +321,7 @@ func startBenchWorker(b *testing.B, bin, cfg string, env []string, pin bool) *be
 	} else {
 		cmd = exec.Command(bin, args...)
 	}
-	cmd.Env = append(append(os.Environ(), env...), "GOMAXPROCS=1")
+	cmd.Env = append(append(os.Environ(), env...), "GOMAXPROCS="+strconv.Itoa(benchEnvInt("DRAIN_GOMAXPROCS", 1)))
 	logf, err := os.CreateTemp(b.TempDir(), "worker-*.log")
 	if err != nil {
 		b.Fatal(err)
@@ -339,6 +364,109 @@ func (w *benchWorker) stop(limit time.Duration) error {
 // cpuTime returns the worker's CPU time (user+system), after it exited.
 func (w *benchWorker) cpuTime() time.Duration {
 	return w.cmd.ProcessState.UserTime() + w.cmd.ProcessState.SystemTime()
+}
+
+// threads is each of the worker's OS threads: its CPU and its context switches,
+// busiest first. Which thread pays tells what pays (sysmon runs on a thread of
+// its own, without a P).
+func (w *benchWorker) threads() string {
+	dir := fmt.Sprintf("/proc/%d/task", w.cmd.Process.Pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err.Error()
+	}
+	type th struct {
+		tid         string
+		ms          int64
+		vol, nonvol int64
+	}
+	var ts []th
+	for _, e := range ents {
+		stat, err1 := os.ReadFile(filepath.Join(dir, e.Name(), "stat"))
+		status, err2 := os.ReadFile(filepath.Join(dir, e.Name(), "status"))
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		t := th{tid: e.Name()}
+		if i := strings.LastIndexByte(string(stat), ')'); i >= 0 {
+			f := strings.Fields(string(stat)[i+1:]) // f[11], f[12]: utime, stime in clock ticks
+			if len(f) > 12 {
+				u, _ := strconv.ParseInt(f[11], 10, 64)
+				s, _ := strconv.ParseInt(f[12], 10, 64)
+				t.ms = (u + s) * 10
+			}
+		}
+		for _, l := range strings.Split(string(status), "\n") {
+			if v, ok := strings.CutPrefix(l, "voluntary_ctxt_switches:"); ok {
+				t.vol, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			} else if v, ok := strings.CutPrefix(l, "nonvoluntary_ctxt_switches:"); ok {
+				t.nonvol, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			}
+		}
+		ts = append(ts, t)
+	}
+	slices.SortFunc(ts, func(a, b th) int { return int(b.ms - a.ms) })
+	var sb strings.Builder
+	for _, t := range ts {
+		fmt.Fprintf(&sb, "[%s %dms %d/%d] ", t.tid, t.ms, t.vol, t.nonvol)
+	}
+	return sb.String()
+}
+
+// cpuSoFar is the running worker's CPU (user+sys) from /proc (clock ticks).
+func (w *benchWorker) cpuSoFar() time.Duration {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", w.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	i := strings.LastIndexByte(string(stat), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(stat)[i+1:]) // f[11], f[12]: utime, stime
+	if len(f) <= 12 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+s) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+}
+
+// freeLoopbackAddr is a 127.0.0.1 port free at the time of the call.
+func freeLoopbackAddr(b *testing.B) string {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// scrapeSum is the sum of every series of one metric on the worker's /metrics
+// (0 until the listener is up).
+func scrapeSum(b *testing.B, addr, name string) float64 {
+	b.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0
+	}
+	var sum float64
+	for _, l := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(l, name+"{") && !strings.HasPrefix(l, name+" ") {
+			continue
+		}
+		if j := strings.LastIndexByte(l, ' '); j > 0 {
+			v, _ := strconv.ParseFloat(l[j+1:], 64)
+			sum += v
+		}
+	}
+	return sum
 }
 
 // peakRSS reads the worker's resident-set high-water mark (VmHWM) while it runs. Not rusage's
@@ -394,10 +522,50 @@ func perfRecord(b *testing.B, w *benchWorker, dir, name string) (stop func()) {
 	return stop
 }
 
-func writeBenchConfig(b *testing.B, nodeURL, kinesisYAML string) string {
+// perfCountEvents are the worker's system calls and context switches that
+// DRAIN_SYSCALLS counts, reported per call: where a call's kernel time goes.
+var perfCountEvents = []string{"raw_syscalls:sys_enter", "syscalls:sys_enter_write", "syscalls:sys_enter_read",
+	"syscalls:sys_enter_epoll_pwait", "syscalls:sys_enter_futex", "syscalls:sys_enter_nanosleep", "context-switches"}
+
+// perfCount counts perfCountEvents for the worker with `perf stat` when on; the
+// returned stop ends counting and returns the totals (none when off or refused).
+func perfCount(b *testing.B, w *benchWorker, on bool) (stop func() map[string]int64) {
+	b.Helper()
+	if !on {
+		return func() map[string]int64 { return nil }
+	}
+	out := filepath.Join(b.TempDir(), "perf-stat.csv")
+	cmd := exec.Command("perf", "stat", "-x", ",", "-o", out, "-e", strings.Join(perfCountEvents, ","), "-p", strconv.Itoa(w.cmd.Process.Pid))
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		b.Logf("perf stat: %v (counts skipped)", err)
+		return func() map[string]int64 { return nil }
+	}
+	return func() map[string]int64 {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+		data, err := os.ReadFile(out)
+		if err != nil {
+			b.Logf("perf stat: %v", err)
+			return nil
+		}
+		counts := map[string]int64{}
+		for _, line := range strings.Split(string(data), "\n") {
+			f := strings.Split(line, ",")
+			if len(f) >= 3 {
+				if n, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+					counts[f[2]] = n
+				}
+			}
+		}
+		return counts
+	}
+}
+
+func writeBenchConfig(b *testing.B, nodeURL, replyTimeout, kinesisYAML string) string {
 	b.Helper()
 	p := filepath.Join(b.TempDir(), "connector.yaml")
-	body := fmt.Sprintf("source:\n  type: kinesis\nnode:\n  url: %s\n  reply_timeout: 2s\n  retry:\n    initial_backoff: 20ms\n    max_backoff: 300ms\nlog:\n  level: warn\nkinesis:\n%s", nodeURL, kinesisYAML)
+	body := fmt.Sprintf("source:\n  type: kinesis\nnode:\n  url: %s\n  reply_timeout: %s\n  retry:\n    initial_backoff: 20ms\n    max_backoff: 300ms\nlog:\n  level: warn\nkinesis:\n%s", nodeURL, replyTimeout, kinesisYAML)
 	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 		b.Fatal(err)
 	}
@@ -425,11 +593,16 @@ func BenchmarkDrain(b *testing.B) {
 	for _, c := range []struct {
 		shards int
 		sink   string
-	}{{4, "devnode"}, {4, "noop"}, {16, "noop"}} {
-		b.Run(fmt.Sprintf("shards=%d/sink=%s", c.shards, c.sink), func(b *testing.B) {
+		loaded bool
+	}{{4, "devnode", false}, {4, "noop", false}, {16, "noop", false}, {4, "wire", true}, {16, "wire", true}} {
+		name := fmt.Sprintf("shards=%d/sink=%s", c.shards, c.sink)
+		if c.loaded {
+			name += "/loaded"
+		}
+		b.Run(name, func(b *testing.B) {
 			var tot drainResult
 			for range b.N {
-				r := drainOnce(b, bin, kep, dep, kc, c.shards, c.sink, calls)
+				r := drainOnce(b, bin, kep, dep, kc, c.shards, c.sink, calls, c.loaded)
 				tot.calls += r.calls
 				tot.bytes += r.bytes
 				tot.window += r.window
@@ -447,8 +620,8 @@ func BenchmarkDrain(b *testing.B) {
 			b.ReportMetric(mb/tot.cpu.Seconds()/(readLimitPerShard*4), "x8MiB/s-per-core")
 			b.ReportMetric(float64(tot.maxRSS)/mib, "peak-RSS-MiB")
 			b.ReportMetric(tot.startup.Seconds()/float64(b.N), "startup-s")
-			b.Logf("taskset -c 0: %v, GOMAXPROCS=1: %d calls, %.1f MiB compressed, drained in %s (first to last call), worker CPU %s, peak RSS %.1f MiB",
-				canPin(), tot.calls, mb, tot.window.Round(time.Millisecond), tot.cpu.Round(time.Millisecond), float64(tot.maxRSS)/mib)
+			b.Logf("taskset -c 0: %v, GOMAXPROCS=%d: %d calls, %.1f MiB compressed, drained in %s (first to last call), worker CPU %s, peak RSS %.1f MiB",
+				canPin(), benchEnvInt("DRAIN_GOMAXPROCS", 1), tot.calls, mb, tot.window.Round(time.Millisecond), tot.cpu.Round(time.Millisecond), float64(tot.maxRSS)/mib)
 		})
 	}
 }
@@ -462,7 +635,13 @@ type drainResult struct {
 	maxRSS  int64
 }
 
-func drainOnce(b *testing.B, bin, kep, dep string, kc *kinesis.Client, shards int, sinkKind string, calls int) drainResult {
+// drainOnce drains a pre-filled stream with one worker. loaded holds the sink's
+// replies until the worker has read the whole stream, and counts the worker's CPU
+// from then on: kinesis-mock serves GetRecords at about 1.3 MB/s (3-4 ms per
+// 4 KB record), so an ungated worker spends most of a drain waiting for it and
+// pays a wake-up for every few calls, which a task with a backlog (real Kinesis
+// returns up to 10 MB per call) does not.
+func drainOnce(b *testing.B, bin, kep, dep string, kc *kinesis.Client, shards int, sinkKind string, calls int, loaded bool) drainResult {
 	b.StopTimer()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -479,11 +658,35 @@ func drainOnce(b *testing.B, bin, kep, dep string, kc *kinesis.Client, shards in
 	b.Logf("filled %d shards with %d calls (%.1f MiB compressed) in %s", shards, len(ids), float64(bytes)/mib, time.Since(fillStart).Round(time.Millisecond))
 
 	sink := startCallSink(b, sinkKind)
-	cfg := writeBenchConfig(b, sink.srv.URL, fmt.Sprintf(
+	var metricsAddr string
+	replyTimeout := "2s"
+	if loaded {
+		sink.gate = make(chan struct{})
+		metricsAddr = freeLoopbackAddr(b)
+		replyTimeout = "5m" // the gate holds the first messages until the stream is read
+	}
+	cfg := writeBenchConfig(b, sink.url, replyTimeout, fmt.Sprintf(
 		"  stream: %s\n  application_name: %s\n  poll_interval: 200ms\n  checkpoint_interval: 1s\n  shutdown_grace: 10s\n", stream, app))
 	b.StartTimer()
 	started := time.Now()
-	w := startBenchWorker(b, bin, cfg, testenv.AWSEnv(kep, dep), true)
+	w := startBenchWorker(b, bin, cfg, testenv.AWSEnv(kep, dep), true, metricsAddr)
+	var cpuAtGate time.Duration
+	if loaded {
+		records := p.records()
+		for read := 0; read < records; {
+			select {
+			case <-w.done:
+				b.Fatalf("worker exited before reading the stream (%v)", w.waitErr)
+			case <-ctx.Done():
+				b.Fatalf("the worker read %d of %d records before the deadline", read, records)
+			case <-time.After(100 * time.Millisecond):
+			}
+			read = int(scrapeSum(b, metricsAddr, "apigw_connector_kinesis_records_read_total"))
+		}
+		cpuAtGate = w.cpuSoFar()
+		close(sink.gate)
+	}
+	stopCount := perfCount(b, w, os.Getenv("DRAIN_SYSCALLS") != "")
 	stopPerf := perfRecord(b, w, os.Getenv("DRAIN_PERF"), strings.NewReplacer("/", "_", "=", "").Replace(b.Name()))
 	deadline := time.Now().Add(150 * time.Second)
 	for sink.distinct.Load() < int64(len(ids)) {
@@ -498,6 +701,8 @@ func drainOnce(b *testing.B, bin, kep, dep string, kc *kinesis.Client, shards in
 	}
 	b.StopTimer()
 	stopPerf()
+	counts := stopCount()
+	threads := w.threads()
 	rss, err := w.peakRSS()
 	if err != nil {
 		b.Fatal(err)
@@ -514,7 +719,15 @@ func drainOnce(b *testing.B, bin, kep, dep string, kc *kinesis.Client, shards in
 		}
 	}
 	first, last := sink.window()
-	return drainResult{calls: len(ids), bytes: bytes, window: last.Sub(first), startup: first.Sub(started), cpu: w.cpuTime(), maxRSS: rss}
+	if len(counts) > 0 {
+		var sb strings.Builder
+		for _, ev := range perfCountEvents {
+			fmt.Fprintf(&sb, " %s %.2f", strings.TrimPrefix(ev, "syscalls:sys_enter_"), float64(counts[ev])/float64(len(ids)))
+		}
+		b.Logf("per call (perf stat of the worker's threads alive when it began):%s", sb.String())
+		b.Logf("the worker's threads, busiest first [tid CPU voluntary/involuntary context switches]: %s", threads)
+	}
+	return drainResult{calls: len(ids), bytes: bytes, window: last.Sub(first), startup: first.Sub(started), cpu: w.cpuTime() - cpuAtGate, maxRSS: rss}
 }
 
 // BenchmarkFailover runs two workers on a 4-shard stream under steady production, kills the one
@@ -555,7 +768,7 @@ func failoverOnce(b *testing.B, bin, kep, dep string, kc *kinesis.Client, ddb *d
 	testenv.CreateStream(b, kc, stream, 4)
 	p := newBenchProducer(kc, stream, 77+benchSeq.Load())
 	sink := startCallSink(b, "noop")
-	cfg := writeBenchConfig(b, sink.srv.URL, fmt.Sprintf(
+	cfg := writeBenchConfig(b, sink.url, "2s", fmt.Sprintf(
 		"  stream: %s\n  application_name: %s\n  failover_time: %s\n  poll_interval: 200ms\n  checkpoint_interval: 1s\n  shutdown_grace: 10s\n",
 		stream, app, failover))
 
@@ -592,7 +805,7 @@ func failoverOnce(b *testing.B, bin, kep, dep string, kc *kinesis.Client, ddb *d
 	env := testenv.AWSEnv(kep, dep)
 	workers := map[string]*benchWorker{}
 	for _, id := range []string{"worker-a", "worker-b"} {
-		workers[id] = startBenchWorker(b, bin, cfg, append(env, "APIGW_CONNECTOR_KINESIS_WORKER_ID="+id), false)
+		workers[id] = startBenchWorker(b, bin, cfg, append(env, "APIGW_CONNECTOR_KINESIS_WORKER_ID="+id), false, "")
 	}
 
 	// Wait for the leases to spread 2/2 (or at least both holding some), then let it run steadily.
