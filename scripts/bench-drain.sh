@@ -16,7 +16,8 @@
 # Env:   DRAIN_CALLS (calls per drain, default 150000), DRAIN_FAILOVER_TIME (default 10s),
 #        DRAIN_PERF=DIR (perf-record the worker during each drain and print its top functions),
 #        DRAIN_SYSCALLS=1 (perf-stat the worker: system calls and context switches per call, and
-#        its threads' CPU: sysmon's share shows there), DRAIN_GOMAXPROCS (default 1),
+#        its threads' CPU: sysmon's share shows there; the counting itself makes each system call
+#        dearer, so compare CPU figures between runs without it), DRAIN_GOMAXPROCS (default 1),
 #        BENCH ('BenchmarkDrain|BenchmarkFailover' by default).
 # Takes about 3-4 minutes on 2 cores; binds 127.0.0.1 only; stops every process it starts.
 set -euo pipefail

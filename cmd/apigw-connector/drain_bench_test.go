@@ -44,7 +44,8 @@ import (
 // 3s with -short),
 // DRAIN_PERF (a folder: `perf record` the worker during each drain into it), DRAIN_SYSCALLS
 // (any value: `perf stat` the worker's system calls and context switches per call, and list
-// its threads' CPU), DRAIN_GOMAXPROCS (the worker's GOMAXPROCS, default 1).
+// its threads' CPU; the tracepoints make each system call dearer, so CPU figures of such runs
+// do not compare with others), DRAIN_GOMAXPROCS (the worker's GOMAXPROCS, default 1).
 //
 // Sinks: devnode; noop (Go's net/http answering 200); wire (the least HTTP/1.1 server, see
 // wireSink). The wire runs are "loaded": the sink answers nothing until the worker has read the
