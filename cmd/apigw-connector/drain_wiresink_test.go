@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wallarm/apigw-connector/internal/testenv/testkit"
 	"github.com/wallarm/apigw-connector/pkg/devnode"
 )
 
@@ -69,7 +70,7 @@ func (w *wireSink) close() {
 	w.wg.Wait()
 }
 
-var wireReply = []byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+var wireReply = []byte(testkit.Reply200)
 
 func (w *wireSink) serve(c net.Conn) {
 	defer w.wg.Done()
