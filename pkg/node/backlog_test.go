@@ -166,11 +166,13 @@ func TestOutageIsLoggedOnceNotPerCall(t *testing.T) {
 }
 
 // A 503 written before the node recovered can reach us after another call's
-// success: it belongs to the outage that just ended, so it is not a second
-// warning; a different reason, or the same one after a quiet second, is.
+// success: it belongs to the outage that just ended, so it is neither a second
+// warning nor, when it clears, a second "answers again"; a different reason, or
+// the same one after a quiet second, is news.
 func TestStragglerReplyAfterTheReturnIsNotANewOutage(t *testing.T) {
 	t.Parallel()
-	c, _ := testClient(t, "http://127.0.0.1:9", nil)
+	c, _, logs := logClient(t, "http://127.0.0.1:9", nil)
+	sinceWake := func() { c.lastBack.Store(time.Now().Add(-2 * minWakeInterval).UnixNano()) }
 	if !c.retrying("http_503") {
 		t.Fatal("the first 503 of an outage is not new")
 	}
@@ -181,11 +183,24 @@ func TestStragglerReplyAfterTheReturnIsNotANewOutage(t *testing.T) {
 	if c.retrying("http_503") {
 		t.Error("a 503 right after the return counted as a new outage")
 	}
+	sinceWake()
+	c.nodeAnswered() // ends the straggler's episode
+	if got := logLines(logs, "INFO", "node answers again"); len(got) != 1 {
+		t.Errorf("%d return lines, want 1 (the straggler's end is not news):\n%s", len(got), logs)
+	}
+	if got := logLines(logs, "DEBUG", "node answers again"); len(got) != 1 {
+		t.Errorf("%d debug return lines, want 1 for the straggler's end:\n%s", len(got), logs)
+	}
 	if !c.retrying("timeout") {
 		t.Error("a new reason right after the return was not new")
 	}
+	sinceWake()
+	c.nodeAnswered()
+	if got := logLines(logs, "INFO", "node answers again"); len(got) != 2 {
+		t.Errorf("%d return lines, want 2 (the timeouts were news):\n%s", len(got), logs)
+	}
 	c.epMu.Lock()
-	c.epReasons, c.epEnded = nil, time.Now().Add(-2*minWakeInterval)
+	c.epEnded = time.Now().Add(-2 * minWakeInterval)
 	c.epMu.Unlock()
 	if !c.retrying("http_503") {
 		t.Error("a 503 a quiet while after the return was not a new outage")

@@ -83,6 +83,7 @@ type Client struct {
 	epStart   time.Time
 	epEnded   time.Time       // when the last episode ended
 	epPrev    map[string]bool // its reasons: replies already in flight when it ended are not news
+	epNews    bool            // a reason new in this episode was logged: its end is logged too
 
 	half *halfSent
 }
@@ -502,13 +503,17 @@ func (c *Client) nodeAnswered() {
 	}
 	c.epMu.Lock()
 	c.failing.Store(false)
-	retries, since := c.epRetries, c.epStart
+	retries, since, news := c.epRetries, c.epStart, c.epNews
 	c.epPrev, c.epEnded = c.epReasons, time.Now()
-	c.epRetries, c.epReasons = 0, nil
+	c.epRetries, c.epReasons, c.epNews = 0, nil, false
 	c.epMu.Unlock()
 	next := make(chan struct{})
 	close(*c.back.Swap(&next))
-	c.log.Info("node answers again; calls waiting to retry go now",
+	level := slog.LevelInfo
+	if !news {
+		level = slog.LevelDebug // only stragglers of the last episode: nothing was warned
+	}
+	c.log.Log(context.Background(), level, "node answers again; calls waiting to retry go now",
 		"retries", retries, "after", time.Since(since).Round(time.Millisecond))
 }
 
@@ -534,6 +539,7 @@ func (c *Client) retrying(reason string) bool {
 		return false
 	}
 	c.epReasons[reason] = true
+	c.epNews = true
 	return true
 }
 
