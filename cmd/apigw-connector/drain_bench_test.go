@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -30,6 +29,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/wallarm/apigw-connector/internal/emulator"
 	"github.com/wallarm/apigw-connector/internal/testenv"
 	"github.com/wallarm/apigw-connector/pkg/devnode"
 	"github.com/wallarm/apigw-connector/pkg/traffic"
@@ -433,17 +433,6 @@ func (w *benchWorker) cpuSoFar() time.Duration {
 	return time.Duration(u+s) * 10 * time.Millisecond // USER_HZ is 100 on Linux
 }
 
-// freeLoopbackAddr is a 127.0.0.1 port free at the time of the call.
-func freeLoopbackAddr(b *testing.B) string {
-	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // scrapeSum is the sum of every series of one metric on the worker's /metrics
 // (0 until the listener is up).
 func scrapeSum(b *testing.B, addr, name string) float64 {
@@ -663,7 +652,11 @@ func drainOnce(b *testing.B, bin, kep, dep string, kc *kinesis.Client, shards in
 	replyTimeout := "2s"
 	if loaded {
 		sink.gate = make(chan struct{})
-		metricsAddr = freeLoopbackAddr(b)
+		ports, err := emulator.FreePorts(1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		metricsAddr = "127.0.0.1:" + strconv.Itoa(ports[0])
 		replyTimeout = "5m" // the gate holds the first messages until the stream is read
 	}
 	cfg := writeBenchConfig(b, sink.url, replyTimeout, fmt.Sprintf(
