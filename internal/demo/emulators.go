@@ -50,13 +50,13 @@ func (d *run) startEmulator(ctx context.Context, name string) (string, error) {
 			return "", err
 		}
 		endpoint := "http://127.0.0.1:" + strconv.Itoa(ports[0])
-		err = emulator.WaitHTTP(ctx, endpoint, p.done, 60*time.Second)
+		err = emulator.WaitHTTP(ctx, endpoint, p.cmd.Process.Pid, p.done, 60*time.Second)
 		if err == nil {
 			return endpoint, nil
 		}
 		lastErr = fmt.Errorf("start %s: %w\n--- %s ---\n%s", name, err, p.logPath, p.logTail(3000))
 		d.stopProc(p, 0)
-		if !errors.Is(err, emulator.ErrExited) || ctx.Err() != nil {
+		if !errors.Is(err, emulator.ErrExited) && !errors.Is(err, emulator.ErrPortTaken) || ctx.Err() != nil {
 			break
 		}
 	}

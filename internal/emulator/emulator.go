@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -95,9 +96,14 @@ require('kinesalite')({createStreamMs: 10, deleteStreamMs: 10, updateStreamMs: 1
 // ErrExited: the process ended before it answered.
 var ErrExited = errors.New("emulator exited before answering")
 
+// ErrPortTaken: something answered on the port, but it is not the emulator's
+// listener (another process bound the port first). Start it on another port.
+var ErrPortTaken = errors.New("another process answers on the emulator's port")
+
 // WaitHTTP polls endpoint until it gives any HTTP answer (an UnknownOperation
-// error is an answer), the process exits, ctx ends or limit passes.
-func WaitHTTP(ctx context.Context, endpoint string, exited <-chan struct{}, limit time.Duration) error {
+// error is an answer), the process exits, ctx ends or limit passes. When pid is
+// not 0, the answer counts only if process pid holds the port's listener.
+func WaitHTTP(ctx context.Context, endpoint string, pid int, exited <-chan struct{}, limit time.Duration) error {
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	deadline := time.Now().Add(limit)
 	for {
@@ -105,7 +111,7 @@ func WaitHTTP(ctx context.Context, endpoint string, exited <-chan struct{}, limi
 		resp, err := client.Do(req)
 		if err == nil {
 			resp.Body.Close()
-			return nil
+			return checkOwner(endpoint, pid)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("no answer from %s within %s: %w", endpoint, limit, err)
@@ -138,4 +144,24 @@ func FreePorts(n int) ([]int, error) {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
+}
+
+// checkOwner returns ErrPortTaken when endpoint's port is listened on by
+// another process than pid. A check that cannot be made passes.
+func checkOwner(endpoint string, pid int) error {
+	if pid == 0 {
+		return nil
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return nil
+	}
+	port, err := strconv.Atoi(u.Port())
+	if err != nil {
+		return nil
+	}
+	if owned, err := listensOn(pid, port); err == nil && !owned {
+		return fmt.Errorf("%w: %s (pid %d does not listen on it)", ErrPortTaken, endpoint, pid)
+	}
+	return nil
 }

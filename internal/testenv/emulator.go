@@ -65,7 +65,7 @@ func startNamed(t testing.TB, name string) string {
 			return endpoint
 		}
 		lastErr = err
-		if !errors.Is(err, emulator.ErrExited) {
+		if !errors.Is(err, emulator.ErrExited) && !errors.Is(err, emulator.ErrPortTaken) {
 			break
 		}
 	}
@@ -110,7 +110,7 @@ func launch(t testing.TB, name string, cmd *exec.Cmd, port int) (string, error) 
 		logFile.Close()
 	}
 	endpoint := "http://127.0.0.1:" + strconv.Itoa(port)
-	if err := emulator.WaitHTTP(context.Background(), endpoint, exited, startTimeout); err != nil {
+	if err := emulator.WaitHTTP(context.Background(), endpoint, cmd.Process.Pid, exited, startTimeout); err != nil {
 		stop()
 		out, _ := os.ReadFile(logFile.Name())
 		return "", fmt.Errorf("%w\n--- %s output ---\n%s", err, name, tail(out, 4000))
