@@ -73,11 +73,10 @@ func (p *proc) exited() bool {
 // returns only once the process has been reaped.
 func (p *proc) stop(grace time.Duration, now <-chan struct{}) {
 	if p.exited() {
-		emulator.KillProcessGroup(p.cmd, true) // anything it left in its group
-		return
+		return // reaped: its pid, and so its group id, may be someone else's now
 	}
 	if grace > 0 {
-		emulator.KillProcessGroup(p.cmd, false)
+		emulator.KillGroupUnlessReaped(p.cmd, false, p.done)
 		t := time.NewTimer(grace)
 		select {
 		case <-p.done:
@@ -86,7 +85,8 @@ func (p *proc) stop(grace time.Duration, now <-chan struct{}) {
 		}
 		t.Stop()
 	}
-	emulator.KillProcessGroup(p.cmd, true)
+	emulator.KillGroupUnlessReaped(p.cmd, true, p.done)
+	_ = p.cmd.Process.Kill() // the process itself, safely (pidfd), if the group signal was skipped
 	<-p.done
 }
 

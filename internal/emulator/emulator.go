@@ -165,3 +165,15 @@ func checkOwner(endpoint string, pid int) error {
 	}
 	return nil
 }
+
+// KillGroupUnlessReaped is KillProcessGroup while reaped (closed once the
+// process was waited for) is open. A reaped leader's group is left alone: its
+// pid may already lead someone else's group. The emulators are single
+// processes, so nothing of theirs outlives the leader.
+func KillGroupUnlessReaped(cmd *exec.Cmd, hard bool, reaped <-chan struct{}) {
+	select {
+	case <-reaped:
+	default:
+		KillProcessGroup(cmd, hard)
+	}
+}

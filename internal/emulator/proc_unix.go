@@ -18,7 +18,11 @@ func SetProcessGroup(cmd *exec.Cmd) {
 }
 
 // KillProcessGroup signals the whole process group of a command started
-// after SetProcessGroup: SIGKILL when hard, else SIGTERM.
+// after SetProcessGroup: SIGKILL when hard, else SIGTERM. Call it only while
+// the process has not been reaped (see KillGroupUnlessReaped): once it is, its
+// pid can be given to a new process, and with pid_max at 32768 a test run
+// wraps around; the signal would then hit that process's group (another
+// test's emulator).
 func KillProcessGroup(cmd *exec.Cmd, hard bool) {
 	if cmd.Process == nil {
 		return

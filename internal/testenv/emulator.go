@@ -104,8 +104,8 @@ func launch(t testing.TB, name string, cmd *exec.Cmd, port int) (string, error) 
 		return "", fmt.Errorf("run %s (is node installed?): %w", cmd.Path, err)
 	}
 	stop := func() {
-		emulator.KillProcessGroup(cmd, true)
-		_ = cmd.Process.Kill()
+		emulator.KillGroupUnlessReaped(cmd, true, exited)
+		_ = cmd.Process.Kill() // os.Process tracks its own process (pidfd): no reuse risk
 		<-exited
 		logFile.Close()
 	}
