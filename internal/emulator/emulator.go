@@ -168,8 +168,9 @@ func checkOwner(endpoint string, pid int) error {
 
 // KillGroupUnlessReaped is KillProcessGroup while reaped (closed once the
 // process was waited for) is open. A reaped leader's group is left alone: its
-// pid may already lead someone else's group. The emulators are single
-// processes, so nothing of theirs outlives the leader.
+// pid may already lead someone else's group. What is started this way (the
+// emulators, the demo's own binaries) runs as one process, so nothing of it
+// outlives the leader.
 func KillGroupUnlessReaped(cmd *exec.Cmd, hard bool, reaped <-chan struct{}) {
 	select {
 	case <-reaped:
