@@ -4,15 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/wallarm/apigw-connector/internal/testenv/devnodetest"
 	"github.com/wallarm/apigw-connector/internal/testenv/testkit"
 	"github.com/wallarm/apigw-connector/pkg/devnode"
 )
@@ -91,10 +89,8 @@ func TestRejectionByDevnodeKeepsItsReason(t *testing.T) {
 			t.Parallel()
 			o := devnode.DefaultOptions()
 			tt.opts(&o)
-			dn := devnode.New(o, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
-			srv := httptest.NewServer(dn.Handler())
-			t.Cleanup(srv.Close)
-			c, reg, logs := logClient(t, srv.URL, nil)
+			_, url := devnodetest.Start(t, o)
+			c, reg, logs := logClient(t, url, nil)
 			err := c.Deliver(context.Background(), sampleCall())
 			var re *RejectedError
 			if !errors.As(err, &re) || re.Code != http.StatusBadRequest || !strings.Contains(re.Reason, tt.reason) {

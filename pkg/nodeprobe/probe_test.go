@@ -3,7 +3,6 @@ package nodeprobe
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -11,8 +10,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wallarm/apigw-connector/internal/testenv/devnodetest"
 	"github.com/wallarm/apigw-connector/pkg/devnode"
@@ -178,10 +175,8 @@ func TestDevnodeRejections(t *testing.T) {
 			t.Parallel()
 			o := devnode.DefaultOptions()
 			tc.edit(&o)
-			dn := devnode.New(o, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
-			srv := httptest.NewServer(dn.Handler())
-			t.Cleanup(srv.Close)
-			r := Run(context.Background(), probeConfig(srv.URL), Options{NodeMetricsURL: srv.URL + "/metrics"}, nil)
+			_, url := devnodetest.Start(t, o)
+			r := Run(context.Background(), probeConfig(url), Options{NodeMetricsURL: url + "/metrics"}, nil)
 			out := report(t, r)
 			if r.Accepted || !strings.Contains(out, tc.want) || !strings.Contains(out, "FAIL call") {
 				t.Errorf("report lacks %q or accepted:\n%s", tc.want, out)
@@ -191,10 +186,8 @@ func TestDevnodeRejections(t *testing.T) {
 	// Accepted by devnode with lists that admit the probe: its counters agree.
 	o := devnode.DefaultOptions()
 	o.AllowedConnectorTypes, o.AllowedHosts, o.AllowedNetworks = []string{"apigw-connector"}, []string{"probe.apigw-connector.invalid"}, []string{"127.0.0.0/8"}
-	dn := devnode.New(o, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
-	srv := httptest.NewServer(dn.Handler())
-	t.Cleanup(srv.Close)
-	r := Run(context.Background(), probeConfig(srv.URL), Options{NodeMetricsURL: srv.URL + "/metrics"}, nil)
+	_, url := devnodetest.Start(t, o)
+	r := Run(context.Background(), probeConfig(url), Options{NodeMetricsURL: url + "/metrics"}, nil)
 	if out := report(t, r); !r.Accepted || !strings.Contains(out, "seen +1 request, +1 response; rejected +0; errors +0") {
 		t.Errorf("admitted probe:\n%s", out)
 	}
