@@ -29,12 +29,7 @@ func TestAccessLogHostSettings(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			path := ""
-			if tc.yaml != "" {
-				path = writeFile(t, tc.yaml)
-			}
-			getenv, environ := env(append([]string{"APIGW_CONNECTOR_NODE_URL", "http://127.0.0.1:5050"}, tc.env...)...)
-			cfg, err := Load(path, getenv, environ)
+			cfg, err := load(t, tc.yaml, append([]string{"APIGW_CONNECTOR_NODE_URL", "http://127.0.0.1:5050"}, tc.env...)...)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -28,6 +28,18 @@ func writeFile(t *testing.T, body string) string {
 	return p
 }
 
+// load is Load of a file holding yaml (none when empty) under the faked
+// environment kv.
+func load(t *testing.T, yaml string, kv ...string) (Config, error) {
+	t.Helper()
+	path := ""
+	if yaml != "" {
+		path = writeFile(t, yaml)
+	}
+	getenv, environ := env(kv...)
+	return Load(path, getenv, environ)
+}
+
 func TestEnvOverridesFollowOneRule(t *testing.T) {
 	t.Parallel()
 	getenv, environ := env(
@@ -99,12 +111,7 @@ func TestLegacyLambdaVariables(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			path := ""
-			if tt.file != "" {
-				path = writeFile(t, tt.file)
-			}
-			getenv, environ := env(tt.kv...)
-			cfg, err := Load(path, getenv, environ)
+			cfg, err := load(t, tt.file, tt.kv...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -134,12 +141,7 @@ func TestBadConfigurationNamesTheSettingAndTheFix(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			path := ""
-			if tt.file != "" {
-				path = writeFile(t, tt.file)
-			}
-			getenv, environ := env(tt.kv...)
-			cfg, err := Load(path, getenv, environ)
+			cfg, err := load(t, tt.file, tt.kv...)
 			if err == nil && tt.onRun {
 				err = cfg.ValidateForRun()
 			}

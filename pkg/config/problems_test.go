@@ -48,12 +48,7 @@ func TestEveryProblemIsReportedAtOnce(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			path := ""
-			if tt.file != "" {
-				path = writeFile(t, tt.file)
-			}
-			getenv, environ := env(tt.kv...)
-			cfg, err := Load(path, getenv, environ)
+			cfg, err := load(t, tt.file, tt.kv...)
 			if err == nil && tt.onRun {
 				err = cfg.ValidateForRun()
 			}

@@ -26,12 +26,7 @@ func TestNodeProfileSetting(t *testing.T) {
 			if tt.env != "" {
 				kv = append(kv, "APIGW_CONNECTOR_NODE_PROFILE", tt.env)
 			}
-			path := ""
-			if tt.file != "" {
-				path = writeFile(t, tt.file)
-			}
-			getenv, environ := env(kv...)
-			cfg, err := Load(path, getenv, environ)
+			cfg, err := load(t, tt.file, kv...)
 			if err == nil {
 				err = cfg.Validate()
 			}

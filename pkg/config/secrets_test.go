@@ -44,13 +44,8 @@ func TestSecretsAreNeverEchoed(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			getenv, environ := env(tt.env...)
-			path := ""
-			if tt.yaml != "" {
-				path = writeFile(t, tt.yaml)
-			}
 			var msgs []string
-			cfg, err := Load(path, getenv, environ)
+			cfg, err := load(t, tt.yaml, tt.env...)
 			if err != nil {
 				msgs = append(msgs, err.Error())
 			} else {
