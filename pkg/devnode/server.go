@@ -49,6 +49,9 @@ type Server struct {
 	closing  chan struct{} // closed by Shutdown: sleeping handlers return
 	closeOne sync.Once
 
+	delayOnce sync.Once
+	delay     delayer // made on the first reply held for latency; nil if Shutdown came first
+
 	mu      sync.Mutex
 	srv     *http.Server
 	served  chan struct{} // closed when Serve returns
@@ -159,6 +162,10 @@ func (s *Server) Start(ctx context.Context, addr string) (net.Addr, error) {
 // waits for in-flight ones until ctx ends. Safe to call without Start.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeOne.Do(func() { close(s.closing) })
+	s.delayOnce.Do(func() {})
+	if s.delay != nil {
+		s.delay.close()
+	}
 	s.mu.Lock()
 	srv, served := s.srv, s.served
 	s.mu.Unlock()
@@ -298,16 +305,11 @@ func (s *Server) wait(r *http.Request) bool {
 	}
 	s.sleeping.Add(1)
 	defer s.sleeping.Add(-1)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-r.Context().Done():
-		return false
-	case <-s.closing:
-		return false
+	s.delayOnce.Do(func() { s.delay = newDelayer() })
+	if s.delay == nil {
+		return false // shut down before any reply was held
 	}
+	return s.delay.wait(d, r.Context().Done(), s.closing)
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {

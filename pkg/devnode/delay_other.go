@@ -1,0 +1,5 @@
+//go:build !linux
+
+package devnode
+
+func newDelayer() delayer { return timerDelayer{} }
