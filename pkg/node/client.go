@@ -331,7 +331,7 @@ func (c *Client) send(ctx context.Context, m *message, kind string, unsure bool)
 				c.m.rejected.WithLabelValues(statusText(r.code)).Inc()
 				c.log.Warn("node rejected message, call skipped",
 					"request_id", m.id, "message", kind, "code", r.code, "body", r.snippet,
-					"method", m.method, "host", m.fwdHost, "target", m.url.RequestURI())
+					"method", m.method, "host", m.fwdHost, "target", m.target)
 				return unsure, &RejectedError{RequestID: m.id, Message: kind, Code: r.code, Reason: r.snippet}
 			}
 			c.setUp(r.code < 500)

@@ -27,9 +27,8 @@ type message struct {
 	fwdFor  string
 	ua      string // "" = none
 	status  string
-	target  string   // request target, as sent
-	url     *url.URL // for the log
-	ext     any      // a profile's own per-call data; nil for raw
+	target  string // request target, as sent (and logged)
+	ext     any    // a profile's own per-call data; nil for raw
 }
 
 // rawProfile is the shape the connector assumes by default (the contract doc's
@@ -96,17 +95,12 @@ func (p *rawProfile) message(call *accesslog.APICall) (m *message, label string,
 	m.status = statusText(call.Status)
 
 	target := p.env.basePath + escapePath(call.Path)
-	m.url = &url.URL{Scheme: p.env.scheme, Host: p.env.dialHost}
 	if strings.HasPrefix(target, "//") {
-		// An opaque "//x" would be written as scheme://x: give Path and its exact encoding instead.
-		pth, err := url.PathUnescape(target)
-		if err != nil {
+		// A target starting "//" is refused unless it unescapes as a path
+		// (node.path_prefix is sent unescaped), as when net/http parsed it.
+		if _, err := url.PathUnescape(target); err != nil {
 			return notSendable("invalid_path", "invalid path "+strconv.Quote(call.Path))
 		}
-		m.url.Path, m.url.RawPath = pth, target
-	} else {
-		// Opaque is written verbatim as the request target: the path goes as the log has it.
-		m.url.Opaque = target
 	}
 	m.target = target
 	return m, "", nil

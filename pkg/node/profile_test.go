@@ -47,7 +47,6 @@ func (p *jsonBody) message(call *accesslog.APICall) (*message, string, error) {
 	}
 	m.method = "POST" // what the request message is sent as
 	m.target = p.env.basePath + "/"
-	m.url.Opaque, m.url.Path, m.url.RawPath = m.target, "", ""
 	return m, "", nil
 }
 
