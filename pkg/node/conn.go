@@ -90,6 +90,7 @@ type pconn struct {
 
 	mu      sync.Mutex
 	queue   []*pending // in wire order
+	qbase   []*pending // queue's array from its start: an emptied queue starts there again
 	wbuf    []byte     // messages waiting for the writer
 	spare   []byte
 	writing bool
@@ -350,7 +351,16 @@ func (pc *pconn) send(x *pending, build func([]byte) []byte) (reused bool) {
 	}
 	reused = pc.replies > 0 || len(pc.queue) > 0
 	x.sentAt = time.Now()
+	if len(pc.queue) == 0 {
+		// Replies take from the front; without this the queue walks off the
+		// array's end and reallocates every few messages.
+		pc.queue = pc.qbase[:0]
+	}
+	grown := len(pc.queue) == cap(pc.queue)
 	pc.queue = append(pc.queue, x)
+	if grown {
+		pc.qbase = pc.queue
+	}
 	x.behind = len(pc.queue) > 1
 	if len(pc.queue) == 1 {
 		pc.headSince.Store(x.sentAt.UnixNano())
@@ -467,8 +477,8 @@ func (pc *pconn) readLoop() {
 			_ = pc.nc.SetReadDeadline(pc.queue[0].sentAt.Add(c.replyTimeout))
 		default:
 			_ = pc.nc.SetReadDeadline(time.Time{})
-			if cap(pc.queue) > 4*c.depth {
-				pc.queue = nil
+			if cap(pc.qbase) > 4*c.depth {
+				pc.queue, pc.qbase = nil, nil
 			}
 		}
 		pc.mu.Unlock()
