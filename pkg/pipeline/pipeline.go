@@ -171,6 +171,13 @@ func (p *Pipeline) work() {
 	}
 }
 
+// alreadyHeld reports an error saying the node held the call already (apart from
+// deliver: the target of errors.As escapes, and would cost every call an allocation).
+func alreadyHeld(err error) bool {
+	var held interface{ AlreadyHeld() bool }
+	return errors.As(err, &held) && held.AlreadyHeld()
+}
+
 func (p *Pipeline) deliver(j *job) {
 	if j.ctx.Err() != nil {
 		j.s.finish(resultAbandoned)
@@ -179,8 +186,8 @@ func (p *Pipeline) deliver(j *job) {
 	err := p.fwd.Deliver(j.ctx, &j.call)
 	// An error reporting AlreadyHeld (node.AlreadyHeldError) is a delivery the
 	// node had seen before: settled as delivered, counted apart.
-	var held interface{ AlreadyHeld() bool }
-	if err != nil && errors.As(err, &held) && held.AlreadyHeld() {
+	repeat := err != nil && alreadyHeld(err)
+	if repeat {
 		j.s.mu.Lock()
 		j.s.outcome.AlreadyHeld++
 		j.s.mu.Unlock()
@@ -191,7 +198,7 @@ func (p *Pipeline) deliver(j *job) {
 		if j.s.dedup != nil {
 			j.s.dedup.MarkDelivered(j.call.NodeID)
 		}
-		if held == nil || !held.AlreadyHeld() { // a repeat says nothing of freshness
+		if !repeat { // a repeat says nothing of freshness
 			p.observeAge(&j.call)
 		}
 		j.s.finish(resultDelivered)
