@@ -298,6 +298,10 @@ func (rd *reader) lines(r io.Reader) error {
 	sc := bufio.NewScanner(breakless{r})
 	sc.Buffer(make([]byte, 0, 64<<10), o.MaxLineBytes)
 	var chunk []byte
+	// A chunk is made the size of the last one and a margin (up to 8 MiB: a
+	// chunk of huge lines does not make every next one huge), so that it is
+	// rarely grown, and copied, line by line.
+	size := o.ChunkLines * 256
 	n, first, lineNo := 0, 1, 0
 	flush := func() error {
 		if n == 0 {
@@ -306,6 +310,7 @@ func (rd *reader) lines(r io.Reader) error {
 		st.Batches++
 		b := pipeline.Batch{Source: "file:" + rd.name, Format: pipeline.FormatLines,
 			Records: []pipeline.Record{{ID: rd.name + ":" + strconv.Itoa(first), Data: chunk}}}
+		size = min(len(chunk)+len(chunk)/8, 8<<20)
 		chunk, n = nil, 0 // the batch owns the bytes now
 		return rd.emit(b)
 	}
@@ -317,7 +322,7 @@ func (rd *reader) lines(r io.Reader) error {
 		}
 		if n == 0 {
 			first = lineNo
-			chunk = make([]byte, 0, o.ChunkLines*256)
+			chunk = make([]byte, 0, size)
 		}
 		chunk = append(append(chunk, line...), '\n')
 		n++
