@@ -22,6 +22,7 @@ func (c *Client) dialNode(ctx context.Context) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	nc = newSysConn(nc)
 	if c.tlsCfg == nil {
 		return nc, nil
 	}
