@@ -30,6 +30,7 @@ import (
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/wallarm/apigw-connector/internal/emulator"
+	"github.com/wallarm/apigw-connector/internal/leastnode"
 	"github.com/wallarm/apigw-connector/internal/testenv"
 	"github.com/wallarm/apigw-connector/pkg/devnode"
 	"github.com/wallarm/apigw-connector/pkg/traffic"
@@ -47,8 +48,8 @@ import (
 // its threads' CPU; the tracepoints make each system call dearer, so CPU figures of such runs
 // do not compare with others), DRAIN_GOMAXPROCS (the worker's GOMAXPROCS, default 1).
 //
-// Sinks: devnode; noop (Go's net/http answering 200); wire (the least HTTP/1.1 server, see
-// wireSink). The wire runs are "loaded": the sink answers nothing until the worker has read the
+// Sinks: devnode; noop (Go's net/http answering 200); wire (the least HTTP/1.1 server,
+// internal/leastnode). The wire runs are "loaded": the sink answers nothing until the worker has read the
 // whole stream, and the worker's CPU counts from then on (drainOnce says why).
 //
 // The worker is a non-race build (buildBinary's is race-enabled, which would multiply its CPU
@@ -58,8 +59,8 @@ import (
 // worker, though, and cap the wall-clock rate.
 
 const (
-	benchRequestIDHeader    = "X-Wallarm-Request-Id"
-	benchResponseCodeHeader = "X-Wallarm-Response-Code"
+	benchRequestIDHeader    = leastnode.RequestIDHeader
+	benchResponseCodeHeader = leastnode.ResponseCodeHeader
 	// mib: Kinesis's read limit is 2 MB/s per shard; counted in MiB, the stricter reading.
 	mib = 1 << 20
 	// readLimitPerShard is that limit; 4 shards make the 8 MiB/s target.
@@ -114,11 +115,20 @@ type sinkArrival struct {
 	at time.Time
 }
 
-func startCallSink(b *testing.B, kind string) *callSink {
+// startCallSink starts the sink of kind (devnode, noop or wire). gate (wire only,
+// may be nil) holds the wire sink's replies until it is closed.
+func startCallSink(b *testing.B, kind string, gate chan struct{}) *callSink {
 	b.Helper()
-	s := &callSink{seen: make(map[string]time.Time, 1<<16)}
+	s := &callSink{seen: make(map[string]time.Time, 1<<16), gate: gate}
 	if kind == "wire" {
-		s.url = startWireSink(b, s)
+		ln, err := leastnode.Start("127.0.0.1:0", leastnode.Options{Gate: gate, OnResponse: func(id string) {
+			s.record(logRequestID(id), time.Now())
+		}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(ln.Close)
+		s.url = ln.URL()
 		return s
 	}
 	var next http.Handler
@@ -128,12 +138,7 @@ func startCallSink(b *testing.B, kind string) *callSink {
 	}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if id := r.Header.Get(benchRequestIDHeader); id != "" && r.Header.Get(benchResponseCodeHeader) != "" {
-			// The wire carries node ids ("<log request id>-<hash>"); the
-			// producer knows its calls by log request id.
-			if logID := devnode.LogRequestID(id); logID != "" {
-				id = logID
-			}
-			s.record(id, time.Now())
+			s.record(logRequestID(id), time.Now())
 		}
 		if next != nil {
 			next.ServeHTTP(w, r)
@@ -146,6 +151,15 @@ func startCallSink(b *testing.B, kind string) *callSink {
 	b.Cleanup(srv.Close)
 	s.url = srv.URL
 	return s
+}
+
+// logRequestID maps a node id on the wire ("<log request id>-<hash>") to the log
+// request id the producer knows its calls by.
+func logRequestID(id string) string {
+	if logID := devnode.LogRequestID(id); logID != "" {
+		return logID
+	}
+	return id
 }
 
 func (s *callSink) record(id string, at time.Time) {
@@ -647,11 +661,14 @@ func drainOnce(b *testing.B, bin, kep, dep string, kc *kinesis.Client, shards in
 	ids, bytes := p.snapshot()
 	b.Logf("filled %d shards with %d calls (%.1f MiB compressed) in %s", shards, len(ids), float64(bytes)/mib, time.Since(fillStart).Round(time.Millisecond))
 
-	sink := startCallSink(b, sinkKind)
+	var gate chan struct{}
+	if loaded {
+		gate = make(chan struct{})
+	}
+	sink := startCallSink(b, sinkKind, gate)
 	var metricsAddr string
 	replyTimeout := "2s"
 	if loaded {
-		sink.gate = make(chan struct{})
 		ports, err := emulator.FreePorts(1)
 		if err != nil {
 			b.Fatal(err)
@@ -761,7 +778,7 @@ func failoverOnce(b *testing.B, bin, kep, dep string, kc *kinesis.Client, ddb *d
 	stream, app := benchName("failover"), benchName("failover-app")
 	testenv.CreateStream(b, kc, stream, 4)
 	p := newBenchProducer(kc, stream, 77+benchSeq.Load())
-	sink := startCallSink(b, "noop")
+	sink := startCallSink(b, "noop", nil)
 	cfg := writeBenchConfig(b, sink.url, "2s", fmt.Sprintf(
 		"  stream: %s\n  application_name: %s\n  failover_time: %s\n  poll_interval: 200ms\n  checkpoint_interval: 1s\n  shutdown_grace: 10s\n",
 		stream, app, failover))
