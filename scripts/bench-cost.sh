@@ -17,6 +17,12 @@
 #                 limit devnode's own latency handling lets any client come)
 #   no pipeline   replay and latency again with node.pipeline_depth=1 (APIGW_CONNECTOR_NODE_PIPELINE_DEPTH):
 #                 what pipelining (default depth 8) buys and whether it costs latency-bound throughput
+#   least node    replay, the floor and python again against internal/leastnode, the least HTTP/1.1
+#                 server (answers each message with an empty 200, the replies to one read in one
+#                 write, checks nothing): devnode spends more CPU per call than the connector on
+#                 the same cores, which a real node, on its own machine, does not; the least node
+#                 counts every message and distinct response id, and the run fails unless all came.
+#                 Also replay with GOMAXPROCS=1, as on a task with one vCPU
 #
 # Each figure is the median of BENCH_RUNS runs (default 3). CPU-seconds are less affected than
 # wall time by other load, but a shared machine still inflates them: rerun on a quiet one.
@@ -31,11 +37,17 @@ RUNS="${BENCH_RUNS:-3}"
 NPY="${BENCH_PY_CALLS:-$N}"
 work="$(mktemp -d)"
 dn_pid=""
-cleanup() { [[ -n "$dn_pid" ]] && kill "$dn_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+ln_pid=""
+cleanup() {
+  [[ -n "$dn_pid" ]] && kill "$dn_pid" 2>/dev/null
+  [[ -n "$ln_pid" ]] && kill "$ln_pid" 2>/dev/null
+  wait 2>/dev/null; rm -rf "$work"
+}
 trap cleanup EXIT
 
 make -s build OUT="$work/apigw-connector" >/dev/null
 go build -o "$work/floor" ./internal/transportfloor
+go build -o "$work/leastnode" ./internal/leastnode/cmd/leastnode
 bin="$work/apigw-connector"
 "$bin" generate --count "$N" --duration 0 --rate 0 --seed 11 --start 2026-01-01T00:00:00Z --out "$work/calls.jsonl" 2>/dev/null
 head -n "$NL" "$work/calls.jsonl" >"$work/lat.jsonl"
@@ -147,6 +159,69 @@ echo "== BenchmarkLatencyBound (pkg/node)"
 go test -run '^$' -bench BenchmarkLatencyBound -benchtime 1x -count "$RUNS" ./pkg/node/ |
   awk '/^Benchmark/ {n = $1; sub(/-[0-9]+$/, "", n); for (i = 3; i < NF; i += 2) if ($(i+1) == "%limit") printf "  %-44s %5.1f%% of the limit\n", n, $i}'
 
+# least_start: a fresh least node on a free port; sets addr.
+least_start() {
+  "$work/leastnode" >"$work/least.out" 2>&1 &
+  ln_pid=$!
+  addr=""
+  for _ in $(seq 100); do
+    addr="$(head -1 "$work/least.out" | sed -n 's#^http://##p')"
+    [[ -n "$addr" ]] && return 0
+    sleep 0.05
+  done
+  echo "leastnode did not start" >&2; cat "$work/least.out" >&2; exit 1
+}
+# least_stop CALLS: stops it; fails unless it read CALLS request and response
+# messages with CALLS distinct response ids; sets lcpu (its CPU seconds).
+least_stop() {
+  kill "$ln_pid"; wait "$ln_pid" 2>/dev/null || true; ln_pid=""
+  local line; line="$(grep '^leastnode ' "$work/least.out")"
+  if [[ "$line" != *"requests=$1 responses=$1 distinct=$1 "* ]]; then
+    echo "the least node did not get every call once: $line (want $1 each)" >&2; exit 1
+  fi
+  lcpu="${line##*cpu_s=}"
+}
+# replay_least FILE [env...]: prints "cpu_s calls_per_s node_cpu_s" of one replay to a fresh least node.
+replay_least() {
+  local file=$1; shift
+  least_start
+  env APIGW_CONNECTOR_NODE_URL="http://$addr" "$@" /usr/bin/time -f 'TIME %U %S' "$bin" replay "$file" >"$work/replay.out" 2>&1 || {
+    cat "$work/replay.out" >&2; exit 1; }
+  least_stop "$(grep -c . "$file")"
+  awk -v d="$lcpu" '/^TIME/ {cpu = $2 + $3} /delivered:/ && /calls\/s/ {gsub(/\(/, ""); rate = $3} END {printf "%.3f %s %s\n", cpu, rate, d}' "$work/replay.out"
+}
+least_median() { # FILE [env...]: sets cpu, rate, lcpu (medians)
+  : >"$work/runs"
+  for _ in $(seq "$RUNS"); do replay_least "$@" >>"$work/runs"; done
+  cpu="$(awk '{print $1}' "$work/runs" | median)"
+  rate="$(awk '{print $2}' "$work/runs" | median)"
+  lcpu="$(awk '{print $3}' "$work/runs" | median)"
+}
+
+echo "== the least node (internal/leastnode): replay of $N calls, default settings"
+least_median "$work/calls.jsonl"
+lours=$(awk -v n="$N" -v c="$cpu" 'BEGIN {printf "%.0f", n / c}')
+echo "  replay                 $cpu CPU-s   $lours calls/CPU-s   (the least node: $lcpu CPU-s)"
+least_median "$work/calls.jsonl" GOMAXPROCS=1
+lone=$(awk -v n="$N" -v c="$cpu" 'BEGIN {printf "%.0f", n / c}')
+echo "  replay, GOMAXPROCS=1   $cpu CPU-s   $lone calls/CPU-s"
+: >"$work/lfloor"
+for _ in $(seq "$RUNS"); do
+  least_start
+  "$work/floor" -addr "$addr" -calls "$N" -conns 64 | tee -a "$work/lfloor" | sed 's/^/  /'
+  least_stop "$N"
+done
+lfloor=$(sed -n 's/.*calls_per_cpu_s=\([0-9]*\).*/\1/p' "$work/lfloor" | median)
+echo "  floor                  $lfloor calls/CPU-s (median)"
+: >"$work/lpy"
+for _ in $(seq "$RUNS"); do
+  least_start
+  python3 scripts/bench/official_reference.py "$addr" "$work/py.jsonl" | tee -a "$work/lpy" | sed 's/^/  /'
+  least_stop "$NPY"
+done
+lpy=$(sed -n 's/.*calls_per_cpu_s=\([0-9]*\).*/\1/p' "$work/lpy" | median)
+echo "  python reference       $lpy calls/CPU-s (median)"
+
 echo
 echo "== figures"
 awk -v o="$ours" -v p="$py" -v f="$floor" -v q="$piped" 'BEGIN {
@@ -156,6 +231,13 @@ awk -v o="$ours" -v p="$py" -v f="$floor" -v q="$piped" 'BEGIN {
   printf "  floor (64 conns)       %7d calls/CPU-s\n", f
   printf "  floor / replay         %7.2fx            goal <= 1.5x (the floor decodes nothing)\n", f / o
   printf "  replay, depth 1        %7d calls/CPU-s   (%.1fx python; pipelining off)\n", q, q / p
+}'
+awk -v o="$lours" -v g="$lone" -v p="$lpy" -v f="$lfloor" 'BEGIN {
+  printf "  least node: replay     %7d calls/CPU-s   goal >= 45000\n", o
+  printf "  least node: python     %7d calls/CPU-s\n", p
+  printf "  least node: replay / python %5.1fx       goal >= 10x\n", o / p
+  printf "  least node: floor / replay  %5.2fx       goal <= 1.5x\n", f / o
+  printf "  least node: GOMAXPROCS=1    %7d calls/CPU-s\n", g
 }'
 awk -v a="$us_ours" -v b="$us_dn" -v cores="$(nproc)" 'BEGIN {
   printf "  CPU per call           %7.1f us connector + %.1f us devnode\n", a, b
