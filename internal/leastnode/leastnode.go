@@ -16,6 +16,9 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/wallarm/apigw-connector/internal/delay"
 )
 
 // Reply is the answer to every message.
@@ -36,6 +39,11 @@ type Options struct {
 	// OnResponse is called with the request id of each response message (a
 	// message with ResponseCodeHeader), from the connection's goroutine.
 	OnResponse func(id string)
+	// Latency, when positive, holds each reply that long after its message was
+	// read, and a connection's messages are answered one after the other (as
+	// Go's net/http, and so devnode, does): a latency-bound benchmark's node
+	// that leaves the machine's cores to the connector.
+	Latency time.Duration
 }
 
 // Server is a running least node.
@@ -49,6 +57,7 @@ type Server struct {
 	conns map[net.Conn]struct{}
 
 	requests, responses atomic.Int64
+	delay               delay.Delayer // for Latency
 }
 
 // Start listens on addr (e.g. "127.0.0.1:0") and serves until Close.
@@ -58,6 +67,9 @@ func Start(addr string, o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{ln: ln, opts: o, quit: make(chan struct{}), conns: map[net.Conn]struct{}{}}
+	if o.Latency > 0 {
+		s.delay = delay.New()
+	}
 	s.wg.Add(1)
 	go s.accept()
 	return s, nil
@@ -74,6 +86,9 @@ func (s *Server) Counts() (requests, responses int64) {
 // Close stops listening, drops every connection and waits for their goroutines.
 func (s *Server) Close() {
 	close(s.quit)
+	if s.delay != nil {
+		s.delay.Close()
+	}
 	_ = s.ln.Close()
 	s.mu.Lock()
 	for c := range s.conns {
@@ -131,7 +146,10 @@ func (s *Server) serve(c net.Conn) {
 			s.requests.Add(1)
 		}
 		out = append(out, reply...)
-		if br.Buffered() == 0 { // nothing more in hand: answer what was read
+		if s.delay != nil && !s.delay.Wait(s.opts.Latency, s.quit, nil) {
+			return
+		}
+		if s.delay != nil || br.Buffered() == 0 { // nothing more in hand: answer what was read
 			if _, err := c.Write(out); err != nil {
 				return
 			}

@@ -107,3 +107,25 @@ func TestBrokenMessageEndsItsConnectionOnly(t *testing.T) {
 		t.Fatalf("next connection: %q, %v", got, err)
 	}
 }
+
+// With a latency each message is answered that long after it was read, one
+// after the other on a connection: two pipelined messages take two latencies.
+func TestLatencyHoldsEachReplyInTurn(t *testing.T) {
+	t.Parallel()
+	const lat = 50 * time.Millisecond
+	s := start(t, Options{Latency: lat})
+	c := dial(t, s)
+	start := time.Now()
+	if _, err := c.Write([]byte("GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 2; i++ {
+		got := make([]byte, len(Reply))
+		if _, err := io.ReadFull(c, got); err != nil || string(got) != Reply {
+			t.Fatalf("reply %d: %q, %v", i, got, err)
+		}
+		if took := time.Since(start); took < time.Duration(i)*lat {
+			t.Fatalf("reply %d after %v, before %d latencies", i, took, i)
+		}
+	}
+}

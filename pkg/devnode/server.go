@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wallarm/apigw-connector/internal/delay"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -50,7 +52,7 @@ type Server struct {
 	closeOne sync.Once
 
 	delayOnce sync.Once
-	delay     delayer // made on the first reply held for latency; nil if Shutdown came first
+	delay     delay.Delayer // made on the first reply held for latency; nil if Shutdown came first
 
 	mu      sync.Mutex
 	srv     *http.Server
@@ -164,7 +166,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeOne.Do(func() { close(s.closing) })
 	s.delayOnce.Do(func() {})
 	if s.delay != nil {
-		s.delay.close()
+		s.delay.Close()
 	}
 	s.mu.Lock()
 	srv, served := s.srv, s.served
@@ -305,11 +307,11 @@ func (s *Server) wait(r *http.Request) bool {
 	}
 	s.sleeping.Add(1)
 	defer s.sleeping.Add(-1)
-	s.delayOnce.Do(func() { s.delay = newDelayer() })
+	s.delayOnce.Do(func() { s.delay = delay.New() })
 	if s.delay == nil {
 		return false // shut down before any reply was held
 	}
-	return s.delay.wait(d, r.Context().Done(), s.closing)
+	return s.delay.Wait(d, r.Context().Done(), s.closing)
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wallarm/apigw-connector/internal/leastnode"
 	"github.com/wallarm/apigw-connector/internal/testenv/devnodetest"
 	"github.com/wallarm/apigw-connector/pkg/devnode"
 )
@@ -89,25 +90,40 @@ func BenchmarkNetHTTPFloor(b *testing.B) {
 }
 
 // BenchmarkLatencyBound delivers 5,000 calls from 64 callers (the default
-// node.concurrency) to a devnode that answers every message after a fixed
+// node.concurrency) to a node that answers every message after a fixed
 // latency, and reports calls/s beside the limit concurrency / (2 x latency):
 // two exchanges per call, one after the other. One op is the 5,000 calls; run
-// with -benchtime 1x.
+// with -benchtime 1x. The node is devnode, or the least node (internal/leastnode),
+// which answers a connection's messages in turn as devnode does but spends next
+// to no CPU: devnode's own CPU per message, on the same cores, delays replies
+// under 64 calls in flight.
 func BenchmarkLatencyBound(b *testing.B) {
-	for _, lat := range []time.Duration{time.Millisecond, 5 * time.Millisecond} {
-		for _, depth := range []int{1, DefaultPipelineDepth} {
-			b.Run(fmt.Sprintf("latency=%s/depth=%d", lat, depth), func(b *testing.B) {
-				benchLatency(b, lat, depth)
-			})
+	for _, nodeKind := range []string{"devnode", "least"} {
+		for _, lat := range []time.Duration{time.Millisecond, 5 * time.Millisecond} {
+			for _, depth := range []int{1, DefaultPipelineDepth} {
+				b.Run(fmt.Sprintf("node=%s/latency=%s/depth=%d", nodeKind, lat, depth), func(b *testing.B) {
+					benchLatency(b, nodeKind, lat, depth)
+				})
+			}
 		}
 	}
 }
 
-func benchLatency(b *testing.B, lat time.Duration, depth int) {
+func benchLatency(b *testing.B, nodeKind string, lat time.Duration, depth int) {
 	const callers, calls = 64, 5000
-	opts := devnode.DefaultOptions()
-	opts.Latency = lat
-	_, url := devnodetest.Start(b, opts)
+	var url string
+	if nodeKind == "least" {
+		ln, err := leastnode.Start("127.0.0.1:0", leastnode.Options{Latency: lat})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(ln.Close)
+		url = ln.URL()
+	} else {
+		opts := devnode.DefaultOptions()
+		opts.Latency = lat
+		_, url = devnodetest.Start(b, opts)
+	}
 	c, _ := testClient(b, url, func(c *Config) {
 		c.Concurrency = callers
 		c.PipelineDepth = depth

@@ -18,10 +18,11 @@ import (
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "address to listen on")
+	latency := flag.Duration("latency", 0, "hold each reply this long after its message was read (a connection's messages answered one after the other)")
 	flag.Parse()
 	var mu sync.Mutex
 	ids := map[string]struct{}{}
-	s, err := leastnode.Start(*listen, leastnode.Options{OnResponse: func(id string) {
+	s, err := leastnode.Start(*listen, leastnode.Options{Latency: *latency, OnResponse: func(id string) {
 		mu.Lock()
 		ids[id] = struct{}{}
 		mu.Unlock()

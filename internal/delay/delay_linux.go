@@ -1,4 +1,4 @@
-package devnode
+package delay
 
 import (
 	"container/heap"
@@ -9,9 +9,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// fdDelayer holds replies on one timerfd armed for the earliest deadline. A
-// goroutine reads it (in the netpoller, like a socket) only while replies are
-// held, so an idle devnode runs none.
+// fdDelayer holds callers on one timerfd armed for the earliest deadline. A
+// goroutine reads it (in the netpoller, like a socket) only while callers are
+// held, so an idle one runs none.
 type fdDelayer struct {
 	f    *os.File
 	fd   int
@@ -19,21 +19,22 @@ type fdDelayer struct {
 	b0   int64
 
 	mu      sync.Mutex
-	h       delayHeap
+	h       deadlines
 	running bool
 	closed  bool
 }
 
-func newDelayer() delayer {
+// New returns the most precise Delayer this system offers.
+func New() Delayer {
 	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
 	if err != nil {
-		return timerDelayer{}
+		return Timers{}
 	}
 	var ts unix.Timespec
 	base := time.Now()
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
 		_ = unix.Close(fd)
-		return timerDelayer{}
+		return Timers{}
 	}
 	// A non-blocking fd makes a pollable File: Read parks in the netpoller.
 	return &fdDelayer{f: os.NewFile(uintptr(fd), "devnode-latency-timerfd"), fd: fd, base: base, b0: ts.Nano()}
@@ -48,8 +49,8 @@ func (t *fdDelayer) arm(at int64) {
 	_ = unix.TimerfdSettime(t.fd, unix.TFD_TIMER_ABSTIME, &spec, nil)
 }
 
-func (t *fdDelayer) wait(d time.Duration, stop1, stop2 <-chan struct{}) bool {
-	e := &delayEntry{at: t.now() + int64(d), ch: make(chan struct{}), i: -1}
+func (t *fdDelayer) Wait(d time.Duration, stop1, stop2 <-chan struct{}) bool {
+	e := &entry{at: t.now() + int64(d), ch: make(chan struct{}), i: -1}
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
@@ -76,7 +77,7 @@ func (t *fdDelayer) wait(d time.Duration, stop1, stop2 <-chan struct{}) bool {
 
 // cancel takes e out before its deadline; the reader is woken to re-arm, or
 // to end if nothing is held any more.
-func (t *fdDelayer) cancel(e *delayEntry) {
+func (t *fdDelayer) cancel(e *entry) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if e.i < 0 {
@@ -89,7 +90,7 @@ func (t *fdDelayer) cancel(e *delayEntry) {
 	}
 }
 
-// loop releases the replies whose deadline passed, each time the timer fires,
+// loop releases the callers whose deadline passed, each time the timer fires,
 // until none is held.
 func (t *fdDelayer) loop() {
 	var buf [8]byte
@@ -103,7 +104,7 @@ func (t *fdDelayer) loop() {
 			return
 		}
 		for len(t.h) > 0 && t.h[0].at <= now {
-			close(heap.Pop(&t.h).(*delayEntry).ch)
+			close(heap.Pop(&t.h).(*entry).ch)
 		}
 		if len(t.h) == 0 {
 			t.running = false
@@ -115,7 +116,7 @@ func (t *fdDelayer) loop() {
 	}
 }
 
-func (t *fdDelayer) close() {
+func (t *fdDelayer) Close() {
 	t.mu.Lock()
 	t.closed = true
 	t.mu.Unlock()

@@ -1,5 +1,0 @@
-//go:build !linux
-
-package devnode
-
-func newDelayer() delayer { return timerDelayer{} }
