@@ -22,7 +22,8 @@
 #                 write, checks nothing): devnode spends more CPU per call than the connector on
 #                 the same cores, which a real node, on its own machine, does not; the least node
 #                 counts every message and distinct response id, and the run fails unless all came.
-#                 Also replay with GOMAXPROCS=1, as on a task with one vCPU
+#                 Also replay with GOMAXPROCS=1, as on a task with one vCPU, and the latency-bound
+#                 runs against `leastnode -latency` (BENCH_LAT_CALLS and BENCH_CALLS calls)
 #
 # Each figure is the median of BENCH_RUNS runs (default 3). CPU-seconds are less affected than
 # wall time by other load, but a shared machine still inflates them: rerun on a quiet one.
@@ -159,9 +160,10 @@ echo "== BenchmarkLatencyBound (pkg/node)"
 go test -run '^$' -bench BenchmarkLatencyBound -benchtime 1x -count "$RUNS" ./pkg/node/ |
   awk '/^Benchmark/ {n = $1; sub(/-[0-9]+$/, "", n); for (i = 3; i < NF; i += 2) if ($(i+1) == "%limit") printf "  %-44s %5.1f%% of the limit\n", n, $i}'
 
-# least_start: a fresh least node on a free port; sets addr.
+LEAST_FLAGS=()
+# least_start: a fresh least node on a free port (LEAST_FLAGS); sets addr.
 least_start() {
-  "$work/leastnode" >"$work/least.out" 2>&1 &
+  "$work/leastnode" "${LEAST_FLAGS[@]}" >"$work/least.out" 2>&1 &
   ln_pid=$!
   addr=""
   for _ in $(seq 100); do
@@ -221,6 +223,16 @@ for _ in $(seq "$RUNS"); do
 done
 lpy=$(sed -n 's/.*calls_per_cpu_s=\([0-9]*\).*/\1/p' "$work/lpy" | median)
 echo "  python reference       $lpy calls/CPU-s (median)"
+echo "== the least node with a latency (leastnode -latency: replies in turn, as devnode's): $NL and $N calls"
+for calls in "$NL" "$N"; do
+  file="$work/lat.jsonl"; [[ "$calls" == "$N" ]] && file="$work/calls.jsonl"
+  for lat in 1ms 5ms; do
+    LEAST_FLAGS=(-latency "$lat")
+    least_median "$file"
+    LEAST_FLAGS=()
+    awk -v r="$rate" -v ms="${lat%ms}" -v n="$calls" -v c="$cpu" -v d="$lcpu" 'BEGIN {lim = 64 / (2 * ms / 1000); printf "  replay %6d calls %s: %6.0f calls/s of the limit %5.0f = %3.0f%%   (%.0f + %.0f us CPU per call: connector + least node)\n", n, ms "ms", r, lim, 100 * r / lim, 1e6 * c / n, 1e6 * d / n}'
+  done
+done
 
 echo
 echo "== figures"
