@@ -372,9 +372,10 @@ func (pc *pconn) send(x *pending, build func([]byte) []byte) (reused bool) {
 		return reused
 	}
 	pc.writing = true
-	if pc.p.depth > 1 {
+	if pc.p.joinPays(len(pc.queue)) {
 		// Let callers that are ready to send queue behind this message, so
-		// that one write carries them all.
+		// that one write carries them all. Not when none would join (a node
+		// slow per message): the yield would only delay this one.
 		pc.mu.Unlock()
 		runtime.Gosched()
 		pc.mu.Lock()
