@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wallarm/apigw-connector/internal/procs"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wallarm/apigw-connector/internal/app"
@@ -89,6 +91,7 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		logOut = term.Writer(stderr)
 	}
 	log := newLogger(cfg, logOut)
+	procs.FitCPULimit(log)
 	reg := telemetry.NewRegistry()
 	var pacer *replay.Pacer
 	if pace.Paced() {

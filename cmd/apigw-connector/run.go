@@ -9,6 +9,8 @@ import (
 	"net"
 	"time"
 
+	"github.com/wallarm/apigw-connector/internal/procs"
+
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/wallarm/apigw-connector/internal/app"
@@ -47,6 +49,7 @@ Settings: --config FILE, APIGW_CONNECTOR_* variables (apigw-connector check-conf
 		return exitError{code: 1, msg: "invalid configuration: " + err.Error()}
 	}
 	log := newLogger(cfg, stderr)
+	procs.FitCPULimit(log)
 	reg := telemetry.NewRegistry()
 
 	core, err := app.NewCore(cfg, reg, log)
