@@ -208,14 +208,18 @@ func (p *connPool) pick() *pconn {
 }
 
 // joinPays reports whether a message behind n others would wait less than half
-// a round trip of its own. Unknown before a pipeline was measured: then yes,
-// once, and the replies tell.
+// a round trip of its own. Unknown before a pipeline was measured: then only
+// behind one other, and that reply tells. (Deeper, a burst of calls at start
+// piled depth messages onto each connection, and a node slow per message made
+// the last of each wait depth round trips.)
 func (p *connPool) joinPays(n int) bool {
 	if p.depth == 1 {
 		return false
 	}
-	g := p.gap.Load()
-	return g == 0 || 2*int64(n)*g <= p.lone.Load()
+	if g := p.gap.Load(); g != 0 {
+		return 2*int64(n)*g <= p.lone.Load()
+	}
+	return n <= 1
 }
 
 // leastLoaded is the connection with the fewest exchanges below depth, when no
