@@ -14,8 +14,8 @@ import (
 // rules). Go rounds a limit up and uses at least 2, so a task of 1 vCPU or less
 // (the usual Fargate size for a few shards) ran two Ps on one vCPU: the second
 // P only adds hand-offs between threads, and bursts that the CPU quota then
-// throttles. With one P the connector spent about a sixth less CPU per call
-// (`make bench-cost`, replay against the least node, GOMAXPROCS=1 against 2).
+// throttles. With one P replay spent 17-19% less CPU per call (alternating
+// runs against the least node, GOMAXPROCS=1 against 2).
 // A host or task without a limit keeps Go's choice.
 func FitCPULimit(log *slog.Logger) {
 	before := runtime.GOMAXPROCS(0)
