@@ -1,8 +1,8 @@
-// Package delay holds a node stand-in's replies for a configured latency, to
-// the microsecond. Go's timers wake through epoll_wait, whose timeout is whole
-// milliseconds (golang/go#53824): a 5 ms reply under 64 concurrent messages came
-// 1-2 ms late, so a latency-bound benchmark measured the stand-in's timer instead
-// of its client. On Linux a Delayer is one timerfd (nanosecond resolution, still
+// Package delay holds a node stand-in's replies for a configured latency on a
+// timer of nanosecond resolution. Go's timers wake through epoll_wait, whose
+// timeout is whole milliseconds (golang/go#53824): devnode's 5 ms replies came
+// 0.7-2.8 ms late at the median (1 to 64 connections), so a latency-bound
+// benchmark measured the stand-in's timer instead of its client. On Linux a Delayer is one timerfd (nanosecond resolution, still
 // woken through the netpoller); elsewhere, and if no timerfd can be made, Go's
 // timers. devnode and internal/leastnode use it.
 package delay
