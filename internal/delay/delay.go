@@ -17,8 +17,10 @@ type Delayer interface {
 	// Wait returns true once d has passed, false as soon as either stop
 	// channel (nil: none) is closed first.
 	Wait(d time.Duration, stop1, stop2 <-chan struct{}) bool
-	// Close ends the Delayer: held and later Waits return only through their
-	// stop channels.
+	// Close releases what the Delayer holds (a timerfd). A Wait held then, or
+	// made later, may end only through its stop channels, or return false at
+	// once: a caller closes them first, as devnode's and the least node's
+	// shutdowns do.
 	Close()
 }
 

@@ -37,7 +37,7 @@ func New() Delayer {
 		return Timers{}
 	}
 	// A non-blocking fd makes a pollable File: Read parks in the netpoller.
-	return &fdDelayer{f: os.NewFile(uintptr(fd), "devnode-latency-timerfd"), fd: fd, base: base, b0: ts.Nano()}
+	return &fdDelayer{f: os.NewFile(uintptr(fd), "delay-timerfd"), fd: fd, base: base, b0: ts.Nano()}
 }
 
 func (t *fdDelayer) now() int64 { return t.b0 + int64(time.Since(t.base)) }
@@ -49,6 +49,7 @@ func (t *fdDelayer) arm(at int64) {
 	_ = unix.TimerfdSettime(t.fd, unix.TFD_TIMER_ABSTIME, &spec, nil)
 }
 
+// Wait implements Delayer.
 func (t *fdDelayer) Wait(d time.Duration, stop1, stop2 <-chan struct{}) bool {
 	e := &entry{at: t.now() + int64(d), ch: make(chan struct{}), i: -1}
 	t.mu.Lock()
@@ -116,6 +117,7 @@ func (t *fdDelayer) loop() {
 	}
 }
 
+// Close implements Delayer.
 func (t *fdDelayer) Close() {
 	t.mu.Lock()
 	t.closed = true
