@@ -12,9 +12,10 @@ import (
 // write never blocks and needs none of what the runtime does around a system
 // call that might: with entersyscall, each one wakes sysmon if it sleeps, and one
 // that takes longer than sysmon's tick (a loopback write carries the receiver's
-// TCP processing) has its P handed to another thread. A busy connector paid both
-// per message. Deadlines and closing work as on the TCPConn (RawConn waits in the
-// netpoller).
+// TCP processing) may have its P handed to another thread. A busy connector paid
+// both per message (replay against devnode: nanosleep per call fell from about
+// 0.3 to 0.08, context switches from about 0.9 to 0.5). Deadlines and closing
+// work as on the TCPConn (RawConn waits in the netpoller).
 type sysConn struct {
 	*net.TCPConn
 	rc syscall.RawConn
