@@ -179,14 +179,14 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	}
 
 	var readAll atomic.Bool // the input was read to its end: the total is known
-	w := &watch{fwd: fwd, node: core.Node, reg: reg, term: term, rate: pace.Rate, readAll: &readAll, maxWait: *maxWait}
-	w.onGiveUp = func(stalled time.Duration) {
+	w := &replay.Watch{Forwarder: fwd, Node: core.Node, Metrics: reg, Term: term, Rate: pace.Rate, ReadAll: &readAll, MaxWait: *maxWait}
+	w.OnGiveUp = func(stalled time.Duration) {
 		log.Error("node unreachable: no call accepted within --max-wait, giving up", "max_wait", maxWait.String(), "stalled", stalled.Round(time.Second).String())
 		stopReading()
 		fwd.Stop()
 		cancelDeliver() // the node is not answering: nothing more will settle
 	}
-	watchDone := w.start()
+	w.Start()
 
 	opts := file.DefaultOptions()
 	if cfg.Decode.MaxDecompressedBytes > 0 {
@@ -205,8 +205,8 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		counted := make(chan struct{})
 		go func() {
 			defer close(counted)
-			if n, err := countEvents(countCtx, names, cwlogs.NewDecoder(cfg.DecoderOptions()), opts); err == nil {
-				w.expected.Store(n)
+			if n, err := replay.CountEvents(countCtx, names, cwlogs.NewDecoder(cfg.DecoderOptions()), opts); err == nil {
+				w.Expected.Store(n)
 			}
 		}()
 		stopCountAhead = func() { stopCount(); <-counted }
@@ -257,7 +257,7 @@ func cmdReplay(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	defer cancel()
 	_ = core.Shutdown(shutdownCtx)
 	elapsed := time.Since(start)
-	gaveUp := w.stop(watchDone)
+	gaveUp := w.Stop()
 
 	printSummary(stdout, total, reg, elapsed)
 	switch {
@@ -324,31 +324,14 @@ func printSummary(w io.Writer, o pipeline.Outcome, g prometheus.Gatherer, elapse
 	fmt.Fprintf(w, "  filtered:        %d\n", o.Filtered)
 	fmt.Fprintf(w, "  parse errors:    %d%s\n", o.ParseErrors, labelsOf(g, "apigw_connector_parse_errors_total", "reason"))
 	fmt.Fprintf(w, "  decode errors:   %d%s\n", o.DecodeErrors, labelsOf(g, "apigw_connector_decode_errors_total", "reason"))
-	fmt.Fprintf(w, "  retries:         %.0f%s\n", metricValue(gather(g), "apigw_connector_node_retries_total", "", ""), labelsOf(g, "apigw_connector_node_retries_total", "reason"))
+	fmt.Fprintf(w, "  retries:         %.0f%s\n", telemetry.Read(g).Sum("apigw_connector_node_retries_total", "", ""), labelsOf(g, "apigw_connector_node_retries_total", "reason"))
 }
 
 // labelsOf renders a counter's non-zero values by one label, e.g. " (400=2, 415=1)".
 func labelsOf(g prometheus.Gatherer, name, label string) string {
-	mfs, err := g.Gather()
-	if err != nil {
-		return ""
-	}
 	var parts []string
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			v := m.GetCounter().GetValue()
-			if v == 0 {
-				continue
-			}
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == label {
-					parts = append(parts, fmt.Sprintf("%s=%.0f", lp.GetValue(), v))
-				}
-			}
-		}
+	for v, n := range telemetry.Read(g).ByLabel(name, label) {
+		parts = append(parts, fmt.Sprintf("%s=%.0f", v, n))
 	}
 	if len(parts) == 0 {
 		return ""
