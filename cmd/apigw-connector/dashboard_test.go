@@ -12,12 +12,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/wallarm/apigw-connector/internal/emulator"
 	"github.com/wallarm/apigw-connector/internal/testenv"
 	"github.com/wallarm/apigw-connector/pkg/devnode"
 	"github.com/wallarm/apigw-connector/pkg/traffic"
@@ -98,18 +96,12 @@ func TestDashboardAndAlertMetricsExist(t *testing.T) {
 	bin := buildBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	ports, err := emulator.FreePorts(3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kMetrics := "127.0.0.1:" + strconv.Itoa(ports[0])
-	fListen, fMetrics := "127.0.0.1:"+strconv.Itoa(ports[1]), "127.0.0.1:"+strconv.Itoa(ports[2])
-
-	start := func(name string, args []string, env []string) {
+	// Listeners on port 0: the addresses come from the processes' logs.
+	start := func(name string, args []string, env []string) *procLog {
 		cmd := exec.CommandContext(ctx, bin, args...)
 		cmd.Env = append(os.Environ(), env...)
-		var logs bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &logs, &logs
+		logs := &procLog{}
+		cmd.Stdout, cmd.Stderr = logs, logs
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("start %s: %v", name, err)
 		}
@@ -120,6 +112,7 @@ func TestDashboardAndAlertMetricsExist(t *testing.T) {
 				t.Logf("%s output:\n%s", name, tailLines(logs.String(), 30))
 			}
 		})
+		return logs
 	}
 
 	// Kinesis worker; its node fails with 503 until the worker has retried.
@@ -130,7 +123,7 @@ func TestDashboardAndAlertMetricsExist(t *testing.T) {
 	kdn, kurl := startDevnode(t, devnode.DefaultOptions(), nil)
 	kdn.SetFailing(503, time.Hour)
 	kcfg := writeConfig(t, kurl, fmt.Sprintf("source:\n  type: kinesis\nkinesis:\n  stream: %s\n  application_name: %s-app\n  failover_time: 1500ms\n  checkpoint_interval: 300ms\n", stream, stream))
-	start("kinesis worker", []string{"run", "--config", kcfg, "--metrics-addr", kMetrics}, testenv.AWSEnv(kep, dep))
+	kLogs := start("kinesis worker", []string{"run", "--config", kcfg, "--metrics-addr", "127.0.0.1:0"}, testenv.AWSEnv(kep, dep))
 	g := traffic.New(traffic.Options{Seed: 5})
 	var recs []testenv.Record
 	for i, r := range g.Records(5, 5, 10) {
@@ -142,10 +135,12 @@ func TestDashboardAndAlertMetricsExist(t *testing.T) {
 	// Firehose endpoint; its node rejects (400) for its first seconds.
 	fdn, furl := startDevnode(t, devnode.DefaultOptions(), nil)
 	fdn.SetFailing(400, 3*time.Second)
-	start("firehose endpoint", []string{"run", "--metrics-addr", fMetrics}, []string{
+	fLogs := start("firehose endpoint", []string{"run", "--metrics-addr", "127.0.0.1:0"}, []string{
 		"APIGW_CONNECTOR_SOURCE_TYPE=firehose", "APIGW_CONNECTOR_NODE_URL=" + furl,
-		"APIGW_CONNECTOR_FIREHOSE_LISTEN=" + fListen, "APIGW_CONNECTOR_FIREHOSE_ACCESS_KEYS=key",
+		"APIGW_CONNECTOR_FIREHOSE_LISTEN=127.0.0.1:0", "APIGW_CONNECTOR_FIREHOSE_ACCESS_KEYS=key",
 	})
+	kMetrics, fMetrics := kLogs.addr(t, logMetricsListening), fLogs.addr(t, logMetricsListening)
+	fListen := fLogs.addr(t, logFirehoseListening)
 	waitOK(t, "http://"+fListen+"/ping")
 	evs, _ := g.Events(nil, 5)
 	evs = append(evs, traffic.LogEvent{ID: "1", Timestamp: time.Now().UnixMilli(), Message: "not an access log line"})

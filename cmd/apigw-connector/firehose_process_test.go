@@ -9,13 +9,11 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/wallarm/apigw-connector/internal/emulator"
 	"github.com/wallarm/apigw-connector/internal/testenv"
 	"github.com/wallarm/apigw-connector/pkg/devnode"
 	"github.com/wallarm/apigw-connector/pkg/traffic"
@@ -29,11 +27,6 @@ func TestRunFirehoseEndToEnd(t *testing.T) {
 	t.Parallel()
 	bin := buildBinary(t)
 	dn, url := startDevnode(t, devnode.DefaultOptions(), nil)
-	ports, err := emulator.FreePorts(2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen, metrics := "127.0.0.1:"+strconv.Itoa(ports[0]), "127.0.0.1:"+strconv.Itoa(ports[1])
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "run")
@@ -41,12 +34,12 @@ func TestRunFirehoseEndToEnd(t *testing.T) {
 	cmd.Env = append(os.Environ(),
 		"APIGW_CONNECTOR_SOURCE_TYPE=firehose",
 		"X_NODE_URL="+u, "X_NODE_SCHEME=http", // the official Lambda's variables
-		"APIGW_CONNECTOR_FIREHOSE_LISTEN="+listen,
+		"APIGW_CONNECTOR_FIREHOSE_LISTEN=127.0.0.1:0", // the addresses come from the log
 		"APIGW_CONNECTOR_FIREHOSE_ACCESS_KEYS=k-old,k-new",
-		"APIGW_CONNECTOR_METRICS_ADDR="+metrics,
+		"APIGW_CONNECTOR_METRICS_ADDR=127.0.0.1:0",
 	)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	logs := &procLog{}
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -57,6 +50,7 @@ func TestRunFirehoseEndToEnd(t *testing.T) {
 			t.Logf("connector output:\n%s", logs.String())
 		}
 	})
+	listen, metrics := logs.addr(t, logFirehoseListening), logs.addr(t, logMetricsListening)
 	waitOK(t, "http://"+listen+"/ping")
 	// Ready before any call flowed: the node is probed, not inferred from traffic.
 	waitOK(t, "http://"+metrics+"/readyz")

@@ -143,17 +143,16 @@ func TestSecretsInValidSettingsAreNotPrinted(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			ports, err := emulator.FreePorts(3)
+			ports, err := emulator.FreePorts(1)
 			if err != nil {
 				t.Fatal(err)
 			}
-			listen, metrics := "127.0.0.1:"+strconv.Itoa(ports[0]), "127.0.0.1:"+strconv.Itoa(ports[1])
 			env := append([]string{
-				"APIGW_CONNECTOR_NODE_URL=http://127.0.0.1:" + strconv.Itoa(ports[2]), // nothing listens: probe warnings
+				"APIGW_CONNECTOR_NODE_URL=http://127.0.0.1:" + strconv.Itoa(ports[0]), // nothing listens: probe warnings
 				"APIGW_CONNECTOR_SOURCE_TYPE=firehose",
-				"APIGW_CONNECTOR_FIREHOSE_LISTEN=" + listen,
+				"APIGW_CONNECTOR_FIREHOSE_LISTEN=127.0.0.1:0", // the address comes from the log
 				"APIGW_CONNECTOR_FIREHOSE_ACK_DEADLINE=500ms",
-				"APIGW_CONNECTOR_METRICS_ADDR=" + metrics,
+				"APIGW_CONNECTOR_METRICS_ADDR=127.0.0.1:0",
 				"APIGW_CONNECTOR_LOG_LEVEL=debug",
 			}, tt.env...)
 			if tt.yaml != "" {
@@ -169,12 +168,13 @@ func TestSecretsInValidSettingsAreNotPrinted(t *testing.T) {
 			defer cancel()
 			cmd := exec.CommandContext(ctx, buildBinary(t), "run")
 			cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
-			var logs bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &logs, &logs
+			logs := &procLog{}
+			cmd.Stdout, cmd.Stderr = logs, logs
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+			listen := logs.addr(t, logFirehoseListening)
 			waitOK(t, "http://"+listen+"/ping")
 			body := fmt.Sprintf(`{"requestId":"r1","timestamp":1,"records":[{"data":%q}]}`, base64.StdEncoding.EncodeToString([]byte("not a log line\n")))
 			for _, key := range []string{tt.key, "wrong-key"} {
