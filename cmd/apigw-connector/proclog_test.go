@@ -1,32 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/wallarm/apigw-connector/internal/testenv/testkit"
 )
 
 // procLog is a child process's output (set as its Stdout and Stderr), safe to
 // read while the process writes it.
-type procLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *procLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *procLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type procLog struct{ testkit.SyncBuffer }
 
 // addr waits until the process logs msg (JSON log lines) and returns the line's
 // "addr". A listener the process bound on port 0 is known this way: a port picked
