@@ -1,3 +1,5 @@
+//go:build unix
+
 // Command transportfloor is the transport floor of `make bench-cost`: the least
 // client that delivers the same two messages per call to the same node. The
 // messages are built before the clock starts (same request line and headers as

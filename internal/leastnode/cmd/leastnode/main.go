@@ -1,3 +1,5 @@
+//go:build unix
+
 // Command leastnode serves internal/leastnode for `make bench-cost`: it prints
 // its URL on the first line of stdout, and on SIGTERM or SIGINT one line with
 // the messages it read, the distinct request ids of the response messages and
