@@ -28,6 +28,7 @@ import (
 
 	"github.com/wallarm/apigw-connector/pkg/accesslog"
 	"github.com/wallarm/apigw-connector/pkg/node"
+	"github.com/wallarm/apigw-connector/pkg/telemetry"
 )
 
 // The node's connector-server metrics (Wallarm's metric reference).
@@ -345,30 +346,7 @@ func scrape(ctx context.Context, u string) (map[string]*dto.MetricFamily, error)
 
 // sum adds the samples of a counter whose label matches (label "" = all).
 func sum(mfs map[string]*dto.MetricFamily, name, label, value string) float64 {
-	mf := mfs[name]
-	if mf == nil {
-		return 0
-	}
-	var t float64
-	for _, m := range mf.GetMetric() {
-		if label != "" {
-			match := false
-			for _, l := range m.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					match = true
-				}
-			}
-			if !match {
-				continue
-			}
-		}
-		if c := m.GetCounter(); c != nil {
-			t += c.GetValue()
-		} else if u := m.GetUntyped(); u != nil {
-			t += u.GetValue()
-		}
-	}
-	return t
+	return telemetry.Snapshot{mfs[name]}.Sum(name, label, value)
 }
 
 func delta(before, after map[string]*dto.MetricFamily, name, label, value string) float64 {

@@ -18,8 +18,9 @@ func Read(g prometheus.Gatherer) Snapshot {
 	return mfs
 }
 
-// Sum adds the values of a counter's or gauge's series: all of them when
-// label is "", else those whose label has value.
+// Sum adds the values of a counter's, gauge's or untyped metric's series (a
+// scraped text exposition may be untyped): all of them when label is "", else
+// those whose label has value.
 func (s Snapshot) Sum(name, label, value string) float64 {
 	var sum float64
 	for _, mf := range s {
@@ -30,7 +31,7 @@ func (s Snapshot) Sum(name, label, value string) float64 {
 			if label != "" && !hasLabel(m.GetLabel(), label, value) {
 				continue
 			}
-			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue()
 		}
 	}
 	return sum

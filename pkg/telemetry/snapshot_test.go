@@ -14,7 +14,8 @@ func TestSnapshotSumsAndSplitsSeries(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	calls := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "x_calls_total"}, []string{"result"})
 	buffered := prometheus.NewGauge(prometheus.GaugeOpts{Name: "x_buffered"})
-	reg.MustRegister(calls, buffered)
+	seen := prometheus.NewUntypedFunc(prometheus.UntypedOpts{Name: "x_seen"}, func() float64 { return 4 })
+	reg.MustRegister(calls, buffered, seen)
 	calls.WithLabelValues("delivered").Add(7)
 	calls.WithLabelValues("filtered").Add(2)
 	calls.WithLabelValues("duplicate") // zero: left out of ByLabel
@@ -29,6 +30,7 @@ func TestSnapshotSumsAndSplitsSeries(t *testing.T) {
 		{"x_calls_total", "result", "filtered", 2},
 		{"x_calls_total", "result", "nothing", 0},
 		{"x_buffered", "", "", 3},
+		{"x_seen", "", "", 4},
 		{"x_missing", "", "", 0},
 	} {
 		if got := s.Sum(tc.name, tc.label, tc.value); got != tc.want {
