@@ -13,11 +13,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/wallarm/apigw-connector/internal/procs"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wallarm/apigw-connector/internal/app"
+	"github.com/wallarm/apigw-connector/internal/procs"
 	"github.com/wallarm/apigw-connector/pkg/cwlogs"
 	"github.com/wallarm/apigw-connector/pkg/node"
 	"github.com/wallarm/apigw-connector/pkg/pipeline"
@@ -308,6 +307,7 @@ func isTerminal(v any) bool {
 }
 
 func printSummary(w io.Writer, o pipeline.Outcome, g prometheus.Gatherer, elapsed time.Duration) {
+	m := telemetry.Read(g) // one snapshot for every figure below
 	rate := 0.0
 	if s := elapsed.Seconds(); s > 0 {
 		rate = float64(o.Delivered) / s
@@ -319,18 +319,18 @@ func printSummary(w io.Writer, o pipeline.Outcome, g prometheus.Gatherer, elapse
 	if o.AlreadyHeld > 0 {
 		fmt.Fprintf(w, "  already held:    %d of the delivered (the node had them from an earlier delivery: replaying the same input again is safe)\n", o.AlreadyHeld)
 	}
-	fmt.Fprintf(w, "  rejected:        %d%s\n", o.Rejected, labelsOf(g, "apigw_connector_node_rejected_total", "code"))
+	fmt.Fprintf(w, "  rejected:        %d%s\n", o.Rejected, labelsOf(m, "apigw_connector_node_rejected_total", "code"))
 	fmt.Fprintf(w, "  undelivered:     %d\n", o.Abandoned)
 	fmt.Fprintf(w, "  filtered:        %d\n", o.Filtered)
-	fmt.Fprintf(w, "  parse errors:    %d%s\n", o.ParseErrors, labelsOf(g, "apigw_connector_parse_errors_total", "reason"))
-	fmt.Fprintf(w, "  decode errors:   %d%s\n", o.DecodeErrors, labelsOf(g, "apigw_connector_decode_errors_total", "reason"))
-	fmt.Fprintf(w, "  retries:         %.0f%s\n", telemetry.Read(g).Sum("apigw_connector_node_retries_total", "", ""), labelsOf(g, "apigw_connector_node_retries_total", "reason"))
+	fmt.Fprintf(w, "  parse errors:    %d%s\n", o.ParseErrors, labelsOf(m, "apigw_connector_parse_errors_total", "reason"))
+	fmt.Fprintf(w, "  decode errors:   %d%s\n", o.DecodeErrors, labelsOf(m, "apigw_connector_decode_errors_total", "reason"))
+	fmt.Fprintf(w, "  retries:         %.0f%s\n", m.Sum("apigw_connector_node_retries_total", "", ""), labelsOf(m, "apigw_connector_node_retries_total", "reason"))
 }
 
 // labelsOf renders a counter's non-zero values by one label, e.g. " (400=2, 415=1)".
-func labelsOf(g prometheus.Gatherer, name, label string) string {
+func labelsOf(m telemetry.Snapshot, name, label string) string {
 	var parts []string
-	for v, n := range telemetry.Read(g).ByLabel(name, label) {
+	for v, n := range m.ByLabel(name, label) {
 		parts = append(parts, fmt.Sprintf("%s=%.0f", v, n))
 	}
 	if len(parts) == 0 {

@@ -9,11 +9,10 @@ import (
 	"net"
 	"time"
 
-	"github.com/wallarm/apigw-connector/internal/procs"
-
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/wallarm/apigw-connector/internal/app"
+	"github.com/wallarm/apigw-connector/internal/procs"
 	"github.com/wallarm/apigw-connector/pkg/config"
 	"github.com/wallarm/apigw-connector/pkg/source/firehose"
 	"github.com/wallarm/apigw-connector/pkg/source/kinesis"

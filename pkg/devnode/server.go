@@ -14,10 +14,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/wallarm/apigw-connector/internal/delay"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/wallarm/apigw-connector/internal/delay"
 )
 
 // ErrAlreadyStarted is returned by Start on a server that is already serving.
