@@ -1,5 +1,3 @@
-//go:build unix
-
 // Command transportfloor is the transport floor of `make bench-cost`: the least
 // client that delivers the same two messages per call to the same node. The
 // messages are built before the clock starts (same request line and headers as
@@ -21,8 +19,9 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/wallarm/apigw-connector/internal/testenv/testkit"
 )
 
 func main() {
@@ -65,7 +64,7 @@ func run(addr string, calls, conns int) error {
 		defer nc.Close()
 		ncs[i] = nc
 	}
-	cpu0, start := cpuTime(), time.Now()
+	cpu0, start := testkit.ProcessCPU(), time.Now()
 	var wg sync.WaitGroup
 	errs := make(chan error, conns)
 	for w, nc := range ncs {
@@ -86,7 +85,7 @@ func run(addr string, calls, conns int) error {
 		})
 	}
 	wg.Wait()
-	wall, cpu := time.Since(start).Seconds(), (cpuTime() - cpu0).Seconds()
+	wall, cpu := time.Since(start).Seconds(), (testkit.ProcessCPU() - cpu0).Seconds()
 	close(errs)
 	if err := <-errs; err != nil {
 		return fmt.Errorf("exchange: %w", err)
@@ -113,10 +112,4 @@ func readReply(br *bufio.Reader) error {
 	}
 	_, err := br.Discard(length)
 	return err
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -1,10 +1,9 @@
 package accesslog_test
 
 import (
-	"syscall"
 	"testing"
-	"time"
 
+	"github.com/wallarm/apigw-connector/internal/testenv/testkit"
 	"github.com/wallarm/apigw-connector/pkg/accesslog"
 	"github.com/wallarm/apigw-connector/pkg/traffic"
 )
@@ -23,21 +22,12 @@ func BenchmarkParse(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := testkit.ProcessCPU()
 	for i := range b.N {
 		if _, err := p.Parse(lines[i&1023]); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lines/s")
-	b.ReportMetric(float64(b.N)/(cpuTime()-cpu0).Seconds(), "lines/cpu-s")
-}
-
-// cpuTime is the process CPU time: steadier than wall time on a shared machine.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64(b.N)/(testkit.ProcessCPU()-cpu0).Seconds(), "lines/cpu-s")
 }

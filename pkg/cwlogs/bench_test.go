@@ -2,12 +2,12 @@ package cwlogs_test
 
 import (
 	"io"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/wallarm/apigw-connector/internal/testenv/testkit"
 	"github.com/wallarm/apigw-connector/pkg/accesslog"
 	"github.com/wallarm/apigw-connector/pkg/cwlogs"
 	"github.com/wallarm/apigw-connector/pkg/traffic"
@@ -36,15 +36,7 @@ func benchRecords(b *testing.B) ([][]byte, int, int64) {
 func report(b *testing.B, events int, cpu0 time.Duration) {
 	n := float64(events) * float64(b.N)
 	b.ReportMetric(n/b.Elapsed().Seconds(), "events/s")
-	b.ReportMetric(n/(cpuTime()-cpu0).Seconds(), "events/cpu-s")
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(n/(testkit.ProcessCPU()-cpu0).Seconds(), "events/cpu-s")
 }
 
 // BenchmarkGunzipOnly is the floor: gunzip (the decoder's inflater) the same records with a reused
@@ -56,7 +48,7 @@ func BenchmarkGunzipOnly(b *testing.B) {
 	b.SetBytes(raw)
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := testkit.ProcessCPU()
 	for range b.N {
 		for _, d := range data {
 			if err := zr.Reset(&byteReader{b: d}); err != nil {
@@ -108,7 +100,7 @@ func BenchmarkDecode(b *testing.B) {
 	b.SetBytes(raw)
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := testkit.ProcessCPU()
 	for range b.N {
 		for _, rec := range data {
 			if _, err := d.Decode(rec, fn); err != nil {
@@ -140,7 +132,7 @@ func BenchmarkDecodeParse(b *testing.B) {
 	b.SetBytes(raw)
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := testkit.ProcessCPU()
 	for range b.N {
 		for _, rec := range data {
 			calls = calls[:0]

@@ -1,5 +1,3 @@
-//go:build unix
-
 // Command leastnode serves internal/leastnode for `make bench-cost`: it prints
 // its URL on the first line of stdout, and on SIGTERM or SIGINT one line with
 // the messages it read, the distinct request ids of the response messages and
@@ -13,9 +11,9 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/wallarm/apigw-connector/internal/leastnode"
+	"github.com/wallarm/apigw-connector/internal/testenv/testkit"
 )
 
 func main() {
@@ -42,8 +40,6 @@ func main() {
 	mu.Lock()
 	n := len(ids)
 	mu.Unlock()
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	cpu := testkit.ProcessCPU()
 	fmt.Printf("leastnode requests=%d responses=%d distinct=%d cpu_s=%.3f\n", req, resp, n, cpu.Seconds())
 }
