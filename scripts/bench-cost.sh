@@ -71,40 +71,47 @@ devnode_start() {
 }
 devnode_stop() { kill "$dn_pid" 2>/dev/null; wait "$dn_pid" 2>/dev/null || true; dn_pid=""; }
 
-# replay_once FILE [env...]: prints "cpu_s calls_per_s" of one replay to a fresh devnode.
-replay_once() {
-  local file=$1; shift
-  devnode_start "${DEVNODE_FLAGS[@]}"
-  env APIGW_CONNECTOR_NODE_URL="http://$addr" "$@" /usr/bin/time -f 'TIME %U %S' "$bin" replay "$file" >"$work/replay.out" 2>&1 || {
-    cat "$work/replay.out" >&2; exit 1; }
-  # The node stand-in's own CPU (user+sys) for the run: with it, whether a
-  # latency-bound figure is bounded by latency or by this machine's cores.
-  local dcpu
-  dcpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / hz}' "/proc/$dn_pid/stat")
-  devnode_stop
-  grep -q 'undelivered: *0$' "$work/replay.out" || { echo "replay left calls undelivered" >&2; cat "$work/replay.out" >&2; exit 1; }
-  awk -v d="$dcpu" '/^TIME/ {cpu = $2 + $3} /delivered:/ && /calls\/s/ {gsub(/\(/, ""); rate = $3} END {printf "%.3f %s %s\n", cpu, rate, d}' "$work/replay.out"
-}
-
 median() { sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 
-# replay_median FILE [env...]: sets cpu (median CPU-s) and rate (median calls/s).
+# replay_run NODE FILE [env...]: one replay of FILE to a fresh NODE (devnode, with
+# DEVNODE_FLAGS, or least, with LEAST_FLAGS); prints "cpu_s calls_per_s node_cpu_s".
+replay_run() {
+  local node=$1 file=$2; shift 2
+  if [[ "$node" == least ]]; then least_start; else devnode_start "${DEVNODE_FLAGS[@]}"; fi
+  env APIGW_CONNECTOR_NODE_URL="http://$addr" "$@" /usr/bin/time -f 'TIME %U %S' "$bin" replay "$file" >"$work/replay.out" 2>&1 || {
+    cat "$work/replay.out" >&2; exit 1; }
+  # The node's own CPU (user+sys) for the run: with it, whether a latency-bound
+  # figure is bounded by latency or by this machine's cores.
+  local ncpu
+  if [[ "$node" == least ]]; then
+    least_stop "$(grep -c . "$file")" # fails unless every call came once
+    ncpu=$lcpu
+  else
+    ncpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / hz}' "/proc/$dn_pid/stat")
+    devnode_stop
+  fi
+  grep -q 'undelivered: *0$' "$work/replay.out" || { echo "replay left calls undelivered" >&2; cat "$work/replay.out" >&2; exit 1; }
+  awk -v d="$ncpu" '/^TIME/ {cpu = $2 + $3} /delivered:/ && /calls\/s/ {gsub(/\(/, ""); rate = $3} END {printf "%.3f %s %s\n", cpu, rate, d}' "$work/replay.out"
+}
+
+# replay_median NODE FILE [env...]: sets cpu (median CPU-s), rate (median calls/s)
+# and ncpu (the node's median CPU-s) of BENCH_RUNS replay_runs.
 replay_median() {
   : >"$work/runs"
-  for _ in $(seq "$RUNS"); do replay_once "$@" >>"$work/runs"; done
+  for _ in $(seq "$RUNS"); do replay_run "$@" >>"$work/runs"; done
   cpu="$(awk '{print $1}' "$work/runs" | median)"
   rate="$(awk '{print $2}' "$work/runs" | median)"
-  dcpu="$(awk '{print $3}' "$work/runs" | median)"
+  ncpu="$(awk '{print $3}' "$work/runs" | median)"
 }
 
 DEVNODE_FLAGS=()
 echo "== replay of $N calls, default settings ($RUNS runs, medians)"
-replay_median "$work/calls.jsonl"
+replay_median devnode "$work/calls.jsonl"
 ours=$(awk -v n="$N" -v c="$cpu" 'BEGIN {printf "%.0f", n / c}')
 echo "  replay                 $cpu CPU-s   $ours calls/CPU-s"
-echo "  devnode (node stand-in) $dcpu CPU-s for the same calls"
+echo "  devnode (node stand-in) $ncpu CPU-s for the same calls"
 us_ours=$(awk -v n="$N" -v c="$cpu" 'BEGIN {printf "%.1f", 1e6 * c / n}')
-us_dn=$(awk -v n="$N" -v c="$dcpu" 'BEGIN {printf "%.1f", 1e6 * c / n}')
+us_dn=$(awk -v n="$N" -v c="$ncpu" 'BEGIN {printf "%.1f", 1e6 * c / n}')
 
 echo "== python reference (scripts/bench/official_reference.py), $NPY calls"
 : >"$work/py"
@@ -130,7 +137,7 @@ lat_runs() { # label env...
   local label=$1; shift
   for lat in 1ms 5ms; do
     DEVNODE_FLAGS=(--latency "$lat")
-    replay_median "$work/lat.jsonl" "$@"
+    replay_median devnode "$work/lat.jsonl" "$@"
     DEVNODE_FLAGS=()
     local ms=${lat%ms}
     awk -v r="$rate" -v ms="$ms" -v l="$label" 'BEGIN {lim = 64 / (2 * ms / 1000); printf "  %-10s %s: %6.0f calls/s of the limit %5.0f = %3.0f%%\n", l, ms "ms", r, lim, 100 * r / lim}'
@@ -151,7 +158,7 @@ for lat in 1ms 5ms; do
 done
 
 echo "== node.pipeline_depth=1 (no pipelining)"
-replay_median "$work/calls.jsonl" APIGW_CONNECTOR_NODE_PIPELINE_DEPTH=1
+replay_median devnode "$work/calls.jsonl" APIGW_CONNECTOR_NODE_PIPELINE_DEPTH=1
 piped=$(awk -v n="$N" -v c="$cpu" 'BEGIN {printf "%.0f", n / c}')
 echo "  replay                 $cpu CPU-s   $piped calls/CPU-s"
 lat_runs depth1 APIGW_CONNECTOR_NODE_PIPELINE_DEPTH=1
@@ -183,28 +190,11 @@ least_stop() {
   fi
   lcpu="${line##*cpu_s=}"
 }
-# replay_least FILE [env...]: prints "cpu_s calls_per_s node_cpu_s" of one replay to a fresh least node.
-replay_least() {
-  local file=$1; shift
-  least_start
-  env APIGW_CONNECTOR_NODE_URL="http://$addr" "$@" /usr/bin/time -f 'TIME %U %S' "$bin" replay "$file" >"$work/replay.out" 2>&1 || {
-    cat "$work/replay.out" >&2; exit 1; }
-  least_stop "$(grep -c . "$file")"
-  awk -v d="$lcpu" '/^TIME/ {cpu = $2 + $3} /delivered:/ && /calls\/s/ {gsub(/\(/, ""); rate = $3} END {printf "%.3f %s %s\n", cpu, rate, d}' "$work/replay.out"
-}
-least_median() { # FILE [env...]: sets cpu, rate, lcpu (medians)
-  : >"$work/runs"
-  for _ in $(seq "$RUNS"); do replay_least "$@" >>"$work/runs"; done
-  cpu="$(awk '{print $1}' "$work/runs" | median)"
-  rate="$(awk '{print $2}' "$work/runs" | median)"
-  lcpu="$(awk '{print $3}' "$work/runs" | median)"
-}
-
 echo "== the least node (internal/leastnode): replay of $N calls, default settings"
-least_median "$work/calls.jsonl"
+replay_median least "$work/calls.jsonl"
 lours=$(awk -v n="$N" -v c="$cpu" 'BEGIN {printf "%.0f", n / c}')
-echo "  replay                 $cpu CPU-s   $lours calls/CPU-s   (the least node: $lcpu CPU-s)"
-least_median "$work/calls.jsonl" GOMAXPROCS=1
+echo "  replay                 $cpu CPU-s   $lours calls/CPU-s   (the least node: $ncpu CPU-s)"
+replay_median least "$work/calls.jsonl" GOMAXPROCS=1
 lone=$(awk -v n="$N" -v c="$cpu" 'BEGIN {printf "%.0f", n / c}')
 echo "  replay, GOMAXPROCS=1   $cpu CPU-s   $lone calls/CPU-s"
 : >"$work/lfloor"
@@ -228,9 +218,9 @@ for calls in "$NL" "$N"; do
   file="$work/lat.jsonl"; [[ "$calls" == "$N" ]] && file="$work/calls.jsonl"
   for lat in 1ms 5ms; do
     LEAST_FLAGS=(-latency "$lat")
-    least_median "$file"
+    replay_median least "$file"
     LEAST_FLAGS=()
-    awk -v r="$rate" -v ms="${lat%ms}" -v n="$calls" -v c="$cpu" -v d="$lcpu" 'BEGIN {lim = 64 / (2 * ms / 1000); printf "  replay %6d calls %s: %6.0f calls/s of the limit %5.0f = %3.0f%%   (%.0f + %.0f us CPU per call: connector + least node)\n", n, ms "ms", r, lim, 100 * r / lim, 1e6 * c / n, 1e6 * d / n}'
+    awk -v r="$rate" -v ms="${lat%ms}" -v n="$calls" -v c="$cpu" -v d="$ncpu" 'BEGIN {lim = 64 / (2 * ms / 1000); printf "  replay %6d calls %s: %6.0f calls/s of the limit %5.0f = %3.0f%%   (%.0f + %.0f us CPU per call: connector + least node)\n", n, ms "ms", r, lim, 100 * r / lim, 1e6 * c / n, 1e6 * d / n}'
   done
 done
 
