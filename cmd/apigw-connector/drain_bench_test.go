@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -22,6 +23,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/wallarm/apigw-connector/pkg/telemetry"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -402,15 +408,7 @@ func (w *benchWorker) threads() string {
 		if err1 != nil || err2 != nil {
 			continue
 		}
-		t := th{tid: e.Name()}
-		if i := strings.LastIndexByte(string(stat), ')'); i >= 0 {
-			f := strings.Fields(string(stat)[i+1:]) // f[11], f[12]: utime, stime in clock ticks
-			if len(f) > 12 {
-				u, _ := strconv.ParseInt(f[11], 10, 64)
-				s, _ := strconv.ParseInt(f[12], 10, 64)
-				t.ms = (u + s) * 10
-			}
-		}
+		t := th{tid: e.Name(), ms: statCPU(stat).Milliseconds()}
 		for _, l := range strings.Split(string(status), "\n") {
 			if v, ok := strings.CutPrefix(l, "voluntary_ctxt_switches:"); ok {
 				t.vol, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
@@ -434,11 +432,16 @@ func (w *benchWorker) cpuSoFar() time.Duration {
 	if err != nil {
 		return 0
 	}
-	i := strings.LastIndexByte(string(stat), ')')
+	return statCPU(stat)
+}
+
+// statCPU is the user+sys time in a /proc/<pid>[/task/<tid>]/stat line.
+func statCPU(stat []byte) time.Duration {
+	i := bytes.LastIndexByte(stat, ')')
 	if i < 0 {
 		return 0
 	}
-	f := strings.Fields(string(stat)[i+1:]) // f[11], f[12]: utime, stime
+	f := strings.Fields(string(stat[i+1:])) // f[11], f[12]: utime, stime in clock ticks
 	if len(f) <= 12 {
 		return 0
 	}
@@ -456,21 +459,12 @@ func scrapeSum(b *testing.B, addr, name string) float64 {
 		return 0
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(resp.Body)
 	if err != nil {
 		return 0
 	}
-	var sum float64
-	for _, l := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(l, name+"{") && !strings.HasPrefix(l, name+" ") {
-			continue
-		}
-		if j := strings.LastIndexByte(l, ' '); j > 0 {
-			v, _ := strconv.ParseFloat(l[j+1:], 64)
-			sum += v
-		}
-	}
-	return sum
+	return telemetry.Snapshot{mfs[name]}.Sum(name, "", "")
 }
 
 // peakRSS reads the worker's resident-set high-water mark (VmHWM) while it runs. Not rusage's
