@@ -19,10 +19,11 @@ import (
 	"time"
 
 	"github.com/wallarm/apigw-connector/internal/delay"
+	"github.com/wallarm/apigw-connector/internal/testenv/testkit"
 )
 
 // Reply is the answer to every message.
-const Reply = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+const Reply = testkit.Reply200
 
 // Header names read from each message (any case), as the connector's default
 // raw profile sends them.
