@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 )
 
@@ -19,6 +20,20 @@ import (
 type sysConn struct {
 	*net.TCPConn
 	rc syscall.RawConn
+	// One read and one write at a time (the read loop and the connection's one
+	// writer; a TLS conn on top serializes each direction too): their callbacks
+	// are made once here, as a closure per call would cost an allocation per
+	// system call.
+	rmu, wmu sync.Mutex
+	rd, wr   rawOp
+}
+
+// rawOp is one direction's system call in progress: its buffer and outcome.
+type rawOp struct {
+	p     []byte
+	n     int
+	errno syscall.Errno
+	fn    func(fd uintptr) bool
 }
 
 func newSysConn(nc net.Conn) net.Conn {
@@ -30,31 +45,22 @@ func newSysConn(nc net.Conn) net.Conn {
 	if err != nil {
 		return nc
 	}
-	return &sysConn{TCPConn: tc, rc: rc}
+	c := &sysConn{TCPConn: tc, rc: rc}
+	c.rd.fn, c.wr.fn = c.rd.read, c.wr.write
+	return c
 }
 
 func (c *sysConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var errno syscall.Errno
-	err := c.rc.Read(func(fd uintptr) bool {
-		for {
-			r, e := sysRead(fd, p)
-			switch e {
-			case 0:
-				n = r
-				return true
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false // the netpoller waits for data (or the deadline)
-			default:
-				errno = e
-				return true
-			}
-		}
-	})
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	op := &c.rd
+	op.p, op.n, op.errno = p, 0, 0
+	err := c.rc.Read(op.fn)
+	n, errno := op.n, op.errno
+	op.p = nil // the caller's buffer is not kept
 	switch {
 	case err != nil:
 		return 0, err
@@ -66,29 +72,56 @@ func (c *sysConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (c *sysConn) Write(p []byte) (int, error) {
-	var n int
-	var errno syscall.Errno
-	err := c.rc.Write(func(fd uintptr) bool {
-		for n < len(p) {
-			r, e := sysWrite(fd, p[n:])
-			switch e {
-			case 0:
-				n += r
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false // the socket's buffer is full: the netpoller waits
-			default:
-				errno = e
-				return true
-			}
+// read is one read(2) into op.p: false while none is ready (the netpoller waits
+// for data or the deadline).
+func (op *rawOp) read(fd uintptr) bool {
+	for {
+		r, e := sysRead(fd, op.p)
+		switch e {
+		case 0:
+			op.n = r
+			return true
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			op.errno = e
+			return true
 		}
-		return true
-	})
+	}
+}
+
+func (c *sysConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	op := &c.wr
+	op.p, op.n, op.errno = p, 0, 0
+	err := c.rc.Write(op.fn)
+	n, errno := op.n, op.errno
+	op.p = nil
 	if err == nil && errno != 0 {
 		err = c.opError("write", errno)
 	}
 	return n, err
+}
+
+// write writes all of op.p: false while the socket's buffer is full (the
+// netpoller waits for room or the deadline).
+func (op *rawOp) write(fd uintptr) bool {
+	for op.n < len(op.p) {
+		r, e := sysWrite(fd, op.p[op.n:])
+		switch e {
+		case 0:
+			op.n += r
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			op.errno = e
+			return true
+		}
+	}
+	return true
 }
 
 // opError is what net.TCPConn returns for a failed read or write, so errors are

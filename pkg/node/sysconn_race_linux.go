@@ -2,10 +2,7 @@
 
 package node
 
-import (
-	"errors"
-	"syscall"
-)
+import "syscall"
 
 // Under the race detector sysRead and sysWrite go through package syscall,
 // whose Read and Write tell the detector that a write on one socket happens
@@ -21,10 +18,14 @@ func sysWrite(fd uintptr, p []byte) (int, syscall.Errno) {
 	return max(n, 0), errnoOf(err)
 }
 
+// errnoOf is err's errno: package syscall returns a bare Errno (a type switch
+// rather than errors.As, whose target would be an allocation per EAGAIN).
 func errnoOf(err error) syscall.Errno {
-	var e syscall.Errno
-	if errors.As(err, &e) {
+	if e, ok := err.(syscall.Errno); ok {
 		return e
+	}
+	if err != nil {
+		return syscall.EIO
 	}
 	return 0
 }
