@@ -22,7 +22,10 @@
 #                 write, checks nothing): devnode spends more CPU per call than the connector on
 #                 the same cores, which a real node, on its own machine, does not; the least node
 #                 counts every message and distinct response id, and the run fails unless all came.
-#                 Also replay with GOMAXPROCS=1, as on a task with one vCPU, and the latency-bound
+#                 Also replay with GOMAXPROCS=1, as on a task with one vCPU, beside the pipelined
+#                 floor (transportfloor -conns 8 -depth 8, GOMAXPROCS=1: the 64 messages in flight
+#                 of the defaults, each connection's 8 in one write: what any client that keeps
+#                 the defaults' messages in flight must pay for the wire), and the latency-bound
 #                 runs against `leastnode -latency` (BENCH_LAT_CALLS and BENCH_CALLS calls)
 #
 # Each figure is the median of BENCH_RUNS runs (default 3). CPU-seconds are less affected than
@@ -205,6 +208,14 @@ for _ in $(seq "$RUNS"); do
 done
 lfloor=$(sed -n 's/.*calls_per_cpu_s=\([0-9]*\).*/\1/p' "$work/lfloor" | median)
 echo "  floor                  $lfloor calls/CPU-s (median)"
+: >"$work/pfloor"
+for _ in $(seq "$RUNS"); do
+  least_start
+  GOMAXPROCS=1 "$work/floor" -addr "$addr" -calls "$N" -conns 8 -depth 8 | tee -a "$work/pfloor" | sed 's/^/  /'
+  least_stop "$N"
+done
+pfloor=$(sed -n 's/.*calls_per_cpu_s=\([0-9]*\).*/\1/p' "$work/pfloor" | median)
+echo "  pipelined floor        $pfloor calls/CPU-s (median; 8 connections x depth 8, GOMAXPROCS=1)"
 : >"$work/lpy"
 for _ in $(seq "$RUNS"); do
   least_start
@@ -234,12 +245,14 @@ awk -v o="$ours" -v p="$py" -v f="$floor" -v q="$piped" 'BEGIN {
   printf "  floor / replay         %7.2fx            goal <= 1.5x (the floor decodes nothing)\n", f / o
   printf "  replay, depth 1        %7d calls/CPU-s   (%.1fx python; pipelining off)\n", q, q / p
 }'
-awk -v o="$lours" -v g="$lone" -v p="$lpy" -v f="$lfloor" 'BEGIN {
+awk -v o="$lours" -v g="$lone" -v p="$lpy" -v f="$lfloor" -v q="$pfloor" 'BEGIN {
   printf "  least node: replay     %7d calls/CPU-s   goal >= 45000\n", o
   printf "  least node: python     %7d calls/CPU-s\n", p
   printf "  least node: replay / python %5.1fx       goal >= 10x\n", o / p
   printf "  least node: floor / replay  %5.2fx       goal <= 1.5x\n", f / o
   printf "  least node: GOMAXPROCS=1    %7d calls/CPU-s\n", g
+  printf "  least node: pipelined floor %7d calls/CPU-s (8 x depth 8, one P)\n", q
+  printf "  pipelined floor / replay(1P) %5.2fx       (%.1f us per call above that floor: decoding, parsing, the pipeline)\n", q / g, 1e6 / g - 1e6 / q
 }'
 awk -v a="$us_ours" -v b="$us_dn" -v cores="$(nproc)" 'BEGIN {
   printf "  CPU per call           %7.1f us connector + %.1f us devnode\n", a, b
