@@ -88,7 +88,13 @@ type pconn struct {
 
 	headSince atomic.Int64 // unix ns since the oldest outstanding message is the node's to answer
 
+	// readAt is when the last read from the node returned bytes: the arrival
+	// of the replies parsed from them (the read loop's own).
+	readAt time.Time
+
 	mu      sync.Mutex
+	rdl     time.Time  // the read deadline set on nc
+	bodyDL  time.Time  // while the read loop reads a reply's body: its deadline
 	queue   []*pending // in wire order
 	qbase   []*pending // queue's array from its start: an emptied queue starts there again
 	wbuf    []byte     // messages waiting for the writer
@@ -243,7 +249,8 @@ func (p *connPool) dialNew(ctx context.Context) (*pconn, error) {
 		p.mu.Unlock()
 		return nil, err
 	}
-	pc := &pconn{p: p, nc: nc, br: bufio.NewReaderSize(nc, readBufferSize), inflight: 1}
+	pc := &pconn{p: p, nc: nc, inflight: 1}
+	pc.br = bufio.NewReaderSize(readFunc(pc.fill), readBufferSize)
 	p.conns = append(p.conns, pc)
 	p.mu.Unlock()
 	go pc.readLoop()
@@ -367,8 +374,9 @@ func (pc *pconn) send(x *pending, build func([]byte) []byte) (reused bool) {
 	}
 	x.behind = len(pc.queue) > 1
 	if len(pc.queue) == 1 {
+		// The read loop may be waiting without a deadline already.
 		pc.headSince.Store(x.sentAt.UnixNano())
-		_ = pc.nc.SetReadDeadline(x.sentAt.Add(pc.p.replyTimeout))
+		_ = pc.setReadDeadlineLocked(x.sentAt.Add(pc.p.replyTimeout))
 	}
 	pc.wbuf = build(pc.wbuf)
 	if pc.writing {
@@ -457,12 +465,16 @@ func (pc *pconn) readLoop() {
 		}
 		r, keep, err := readReply(pc.br, method, func() error {
 			// reply_timeout bounds the reading of a body too.
-			return pc.nc.SetReadDeadline(time.Now().Add(c.replyTimeout))
+			pc.mu.Lock()
+			defer pc.mu.Unlock()
+			pc.bodyDL = time.Now().Add(c.replyTimeout)
+			return pc.setReadDeadlineLocked(pc.bodyDL)
 		})
-		now := time.Now()
+		now := pc.readAt
 		since := pc.headSince.Load() // when x became the node's to answer
 		var rest []*pending
 		pc.mu.Lock()
+		pc.bodyDL = time.Time{}
 		if pc.dead {
 			// A failed write ended the connection meanwhile: fail completed
 			// every exchange, this one too (its reply, if whole, unused).
@@ -479,9 +491,7 @@ func (pc *pconn) readLoop() {
 			rest, pc.queue, pc.wbuf = pc.queue, nil, nil
 		case len(pc.queue) > 0:
 			pc.headSince.Store(now.UnixNano())
-			_ = pc.nc.SetReadDeadline(pc.queue[0].sentAt.Add(c.replyTimeout))
 		default:
-			_ = pc.nc.SetReadDeadline(time.Time{})
 			if cap(pc.qbase) > 4*c.depth {
 				pc.queue, pc.qbase = nil, nil
 			}
@@ -513,6 +523,40 @@ func (pc *pconn) readLoop() {
 			return
 		}
 	}
+}
+
+// readFunc adapts a function to io.Reader.
+type readFunc func([]byte) (int, error)
+
+func (f readFunc) Read(p []byte) (int, error) { return f(p) }
+
+// fill is the read loop's only way to the socket (through br). The read
+// deadline is brought up to date here, before a read that may wait, instead of
+// after every reply: several replies arrive in one read, and a read that waits
+// always has the deadline of the message at the head (a body's own while one
+// is read; none while nothing is asked).
+func (pc *pconn) fill(p []byte) (int, error) {
+	pc.mu.Lock()
+	want := pc.bodyDL
+	if want.IsZero() && len(pc.queue) > 0 {
+		want = pc.queue[0].sentAt.Add(pc.p.replyTimeout)
+	}
+	_ = pc.setReadDeadlineLocked(want)
+	pc.mu.Unlock()
+	n, err := pc.nc.Read(p)
+	if n > 0 {
+		pc.readAt = time.Now()
+	}
+	return n, err
+}
+
+// setReadDeadlineLocked sets the read deadline unless it is set already.
+func (pc *pconn) setReadDeadlineLocked(t time.Time) error {
+	if t.Equal(pc.rdl) {
+		return nil
+	}
+	pc.rdl = t
+	return pc.nc.SetReadDeadline(t)
 }
 
 // ewma folds sample (ns) into v, weight 1/4; 0 in v means none yet.

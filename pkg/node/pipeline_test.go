@@ -217,3 +217,55 @@ func TestAbandonedPipelinedMessageKeepsRepliesInStep(t *testing.T) {
 		t.Errorf("node saw %d connections, want 1 (the connection stays usable)", n)
 	}
 }
+
+// A message pipelined behind another has its own reply timeout, counted from
+// its own send: the read deadline follows the head of the connection's queue
+// (it is moved before a read that may wait, not after every reply). Here the
+// second request is answered after the first one's deadline would have passed,
+// and before its own.
+func TestPipelinedMessageKeepsItsOwnReplyTimeout(t *testing.T) {
+	t.Parallel()
+	const timeout = time.Second
+	idOf := func(m wireMsg) string {
+		for _, h := range m.Headers {
+			if v, ok := strings.CutPrefix(h, "X-Wallarm-Request-Id: "); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	srv := newWireServer(t, func(_ int, m wireMsg) string {
+		if strings.HasPrefix(m.Line, "GET ") { // the request messages
+			switch idOf(m) {
+			case "first":
+				time.Sleep(600 * time.Millisecond) // answered at 0.6 s
+			case "second":
+				time.Sleep(600 * time.Millisecond) // read at 0.6 s, answered at 1.2 s
+			}
+		}
+		return ok200
+	})
+	c, reg := testClient(t, srv.url(), func(c *Config) {
+		c.ReplyTimeout = timeout
+		c.MaxConnections = 1
+		c.PipelineDepth = 2
+		c.Concurrency = 2
+	})
+	errs := make(chan error, 2)
+	for i, id := range []string{"first", "second"} {
+		if i > 0 {
+			time.Sleep(400 * time.Millisecond) // sent at 0.4 s, behind the first: its deadline is 1.4 s
+		}
+		call := sampleCall()
+		call.RequestID = id
+		go func() { errs <- c.Deliver(context.Background(), call) }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("Deliver: %v", err)
+		}
+	}
+	if v := metricValue(t, reg, "apigw_connector_node_retries_total", nil); v != 0 {
+		t.Errorf("retries_total = %v, want 0: the second request timed out at the first one's deadline", v)
+	}
+}
