@@ -80,6 +80,19 @@ type Pipeline struct {
 	hosts  *hostResolver
 
 	queue chan *job
+	// A full queue makes Submit wait until it has drained to lowWater, not
+	// for each free slot: else, under a backlog, every call a worker takes
+	// wakes the submitting goroutine for one more (a park and a wake-up per
+	// call, about a fifth of the pipeline's scheduling).
+	lowWater int
+	// queued counts the calls in queue (after the send, so a worker may take
+	// one first and see it below): unlike len(queue), its order with
+	// roomWanted is defined, so a Submit cannot wait for a wake-up no worker
+	// will send.
+	queued     atomic.Int64
+	roomWanted atomic.Bool // a Submit waits for room (roomMu, room)
+	roomMu     sync.Mutex
+	room       chan struct{} // closed when the queue is down to lowWater
 
 	mu       sync.RWMutex // guards closed and submits.Add against Shutdown
 	closed   bool
@@ -105,7 +118,8 @@ func New(cfg Config, fwd Forwarder, dec *cwlogs.Decoder, parser *accesslog.Parse
 	hs, abort := context.WithCancel(context.Background())
 	p := &Pipeline{cfg: cfg, fwd: fwd, dec: dec, parser: parser, log: log, m: m,
 		queue: make(chan *job, cfg.MaxBufferedCalls), hardStop: hs, abort: abort,
-		hosts: &hostResolver{rules: cfg.Hosts, log: log, warned: map[string]bool{}}}
+		lowWater: cfg.MaxBufferedCalls - max(1, cfg.MaxBufferedCalls/4),
+		hosts:    &hostResolver{rules: cfg.Hosts, log: log, warned: map[string]bool{}}}
 	p.filter, _ = fwd.(Filter)
 	return p, nil
 }
@@ -167,6 +181,9 @@ func (p *Pipeline) work() {
 	defer p.workers.Done()
 	for j := range p.queue {
 		p.m.buffered.Dec()
+		if p.queued.Add(-1) <= int64(p.lowWater) && p.roomWanted.Load() {
+			p.makeRoom()
+		}
 		p.deliver(j)
 	}
 }
@@ -354,10 +371,58 @@ func (p *Pipeline) submitLine(ctx context.Context, s *Settlement, line []byte, s
 	p.m.buffered.Inc() // before the send: a worker may take the call and Dec at once
 	select {
 	case p.queue <- j:
-	case <-ctx.Done():
-		p.m.buffered.Dec()
-		s.finish(resultAbandoned)
+		p.queued.Add(1)
+		return
+	default:
 	}
+	if p.waitRoom(ctx) {
+		select {
+		case p.queue <- j:
+			p.queued.Add(1)
+			return
+		case <-ctx.Done():
+		}
+	}
+	p.m.buffered.Dec()
+	s.finish(resultAbandoned)
+}
+
+// waitRoom waits, once the queue is full, until the workers have taken it
+// down to lowWater; false when ctx ended first.
+func (p *Pipeline) waitRoom(ctx context.Context) bool {
+	p.roomMu.Lock()
+	// The flag before the count: a worker that took the count to lowWater
+	// without seeing the flag did so before this load sees the count.
+	p.roomWanted.Store(true)
+	if p.queued.Load() <= int64(p.lowWater) {
+		if p.room == nil {
+			p.roomWanted.Store(false)
+		}
+		p.roomMu.Unlock()
+		return true
+	}
+	if p.room == nil {
+		p.room = make(chan struct{})
+	}
+	room := p.room
+	p.roomMu.Unlock()
+	select {
+	case <-room:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// makeRoom wakes the Submits waiting for room.
+func (p *Pipeline) makeRoom() {
+	p.roomMu.Lock()
+	if p.room != nil && p.queued.Load() <= int64(p.lowWater) {
+		close(p.room)
+		p.room = nil
+		p.roomWanted.Store(false)
+	}
+	p.roomMu.Unlock()
 }
 
 // observeAge records how old a call was when the node accepted it.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -370,5 +371,108 @@ func TestAPanicWhileDecodingSkipsTheRecordNotTheWorker(t *testing.T) {
 	}
 	if got := counterValue(t, reg, "apigw_connector_decode_errors_total", "reason", "panic"); got != 1 {
 		t.Fatalf(`decode_errors_total{reason="panic"} = %v, want 1`, got)
+	}
+}
+
+func gaugeValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("metric %s not found", name)
+	return 0
+}
+
+// A full buffer takes new calls again only once the workers have taken a
+// quarter of it: not one call per freed slot, which woke the submitting
+// goroutine for every call of a backlog.
+func TestFullBufferRefillsFromAQuarterDown(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	rec.gate = make(chan struct{})
+	rec.entered = make(chan string, 100)
+	p, reg := newPipeline(t, rec, pipeline.Config{MaxBufferedCalls: 8, Workers: 1})
+	evs, _ := traffic.New(traffic.Options{Seed: 5}).Events(nil, 40)
+	returned := make(chan *pipeline.Settlement, 1)
+	go func() {
+		s, _ := p.Submit(context.Background(), pipeline.Batch{Records: []pipeline.Record{{Data: traffic.GzipEnvelope("g", "s", evs)}}})
+		returned <- s
+	}()
+	buffered := func() float64 { return gaugeValue(t, reg, "apigw_connector_pipeline_calls_buffered") }
+	waitFor := func(want float64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for buffered() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("calls buffered: %v, want %v", buffered(), want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// The gauge counts the call the submitter holds, waiting for a slot, too.
+	<-rec.entered  // the worker holds one call
+	waitFor(8 + 1) // and the buffer is full
+	rec.gate <- struct{}{}
+	<-rec.entered // the worker took the next one: 7 left, above the low-water mark of 6
+	time.Sleep(50 * time.Millisecond)
+	if got := buffered(); got != 7+1 {
+		t.Fatalf("calls buffered after one slot freed: %v, want 7+1 (no refill above the low-water mark)", got)
+	}
+	rec.gate <- struct{}{}
+	<-rec.entered // 6 left: the submitter may fill the buffer again
+	waitFor(8 + 1)
+	go func() {
+		for range 38 {
+			rec.gate <- struct{}{}
+		}
+	}()
+	if o := (<-returned).Outcome(); o.Delivered != 40 {
+		t.Fatalf("outcome %+v, want 40 delivered", o)
+	}
+}
+
+// However small the buffer and however many sources submit at once, every
+// call is delivered and every Submit returns: no submitter waits for a
+// wake-up that no worker sends.
+func TestEveryCallQueuedWithTinyBuffersAndManySubmitters(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ buffer, workers, submitters int }{
+		{1, 1, 4}, {2, 1, 3}, {3, 2, 4}, {5, 3, 2}, {8, 64, 4},
+	} {
+		t.Run(fmt.Sprintf("buffer=%d/workers=%d/submitters=%d", tc.buffer, tc.workers, tc.submitters), func(t *testing.T) {
+			t.Parallel()
+			rec := newRecorder()
+			p, _ := newPipeline(t, rec, pipeline.Config{MaxBufferedCalls: tc.buffer, Workers: tc.workers})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			var wg sync.WaitGroup
+			var want atomic.Int64
+			for i := range tc.submitters {
+				recs, calls := records(t, int64(100*tc.buffer+i), 8)
+				want.Add(int64(len(calls)))
+				wg.Go(func() {
+					s, err := p.Submit(ctx, pipeline.Batch{Records: recs})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if o, err := s.Wait(ctx); err != nil || o.Delivered != len(calls) {
+						t.Errorf("submitter %d: outcome %+v (%v), want %d delivered", i, o, err, len(calls))
+					}
+				})
+			}
+			wg.Wait()
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			if got := int64(len(rec.delivered)); got != want.Load() {
+				t.Errorf("%d distinct calls delivered, want %d", got, want.Load())
+			}
+		})
 	}
 }
