@@ -16,15 +16,15 @@
 #                 and the transport floor on 64 connections against the same devnode (how near the
 #                 limit devnode's own latency handling lets any client come)
 #   no pipeline   replay and latency again with node.pipeline_depth=1 (APIGW_CONNECTOR_NODE_PIPELINE_DEPTH):
-#                 what pipelining (default depth 8) buys and whether it costs latency-bound throughput
+#                 what pipelining (default depth 16) buys and whether it costs latency-bound throughput
 #   least node    replay, the floor and python again against internal/leastnode, the least HTTP/1.1
 #                 server (answers each message with an empty 200, the replies to one read in one
 #                 write, checks nothing): devnode spends more CPU per call than the connector on
 #                 the same cores, which a real node, on its own machine, does not; the least node
 #                 counts every message and distinct response id, and the run fails unless all came.
 #                 Also replay with GOMAXPROCS=1, as on a task with one vCPU, beside the pipelined
-#                 floor (transportfloor -conns 8 -depth 8, GOMAXPROCS=1: the 64 messages in flight
-#                 of the defaults, each connection's 8 in one write: what any client that keeps
+#                 floor (transportfloor -conns 4 -depth 16, GOMAXPROCS=1: the 64 messages in flight
+#                 of the defaults, each connection's 16 in one write: what any client that keeps
 #                 the defaults' messages in flight must pay for the wire), and the latency-bound
 #                 runs against `leastnode -latency` (BENCH_LAT_CALLS and BENCH_CALLS calls)
 #
@@ -211,11 +211,11 @@ echo "  floor                  $lfloor calls/CPU-s (median)"
 : >"$work/pfloor"
 for _ in $(seq "$RUNS"); do
   least_start
-  GOMAXPROCS=1 "$work/floor" -addr "$addr" -calls "$N" -conns 8 -depth 8 | tee -a "$work/pfloor" | sed 's/^/  /'
+  GOMAXPROCS=1 "$work/floor" -addr "$addr" -calls "$N" -conns 4 -depth 16 | tee -a "$work/pfloor" | sed 's/^/  /'
   least_stop "$N"
 done
 pfloor=$(sed -n 's/.*calls_per_cpu_s=\([0-9]*\).*/\1/p' "$work/pfloor" | median)
-echo "  pipelined floor        $pfloor calls/CPU-s (median; 8 connections x depth 8, GOMAXPROCS=1)"
+echo "  pipelined floor        $pfloor calls/CPU-s (median; 4 connections x depth 16, GOMAXPROCS=1)"
 : >"$work/lpy"
 for _ in $(seq "$RUNS"); do
   least_start
@@ -251,7 +251,7 @@ awk -v o="$lours" -v g="$lone" -v p="$lpy" -v f="$lfloor" -v q="$pfloor" 'BEGIN 
   printf "  least node: replay / python %5.1fx       goal >= 10x\n", o / p
   printf "  least node: floor / replay  %5.2fx       goal <= 1.5x\n", f / o
   printf "  least node: GOMAXPROCS=1    %7d calls/CPU-s\n", g
-  printf "  least node: pipelined floor %7d calls/CPU-s (8 x depth 8, one P)\n", q
+  printf "  least node: pipelined floor %7d calls/CPU-s (4 x depth 16, one P)\n", q
   printf "  pipelined floor / replay(1P) %5.2fx       (%.1f us per call above that floor: decoding, parsing, the pipeline)\n", q / g, 1e6 / g - 1e6 / q
 }'
 awk -v a="$us_ours" -v b="$us_dn" -v cores="$(nproc)" 'BEGIN {

@@ -8,7 +8,7 @@
 //
 // With -depth D above 1 it is the pipelined floor: each goroutine writes the
 // request messages of D calls in one write, reads their D replies, then does
-// the same with their response messages (8 connections at depth 8 keep the 64
+// the same with their response messages (4 connections at depth 16 keep the 64
 // messages in flight of the connector's defaults, in the fewest system calls).
 //
 // It prints one line: calls, connections, CPU seconds (user+sys of this
