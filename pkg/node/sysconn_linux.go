@@ -56,11 +56,7 @@ func (c *sysConn) Read(p []byte) (int, error) {
 	}
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
-	op := &c.rd
-	op.p, op.n, op.errno = p, 0, 0
-	err := c.rc.Read(op.fn)
-	n, errno := op.n, op.errno
-	op.p = nil // the caller's buffer is not kept
+	n, errno, err := c.raw(&c.rd, p, false)
 	switch {
 	case err != nil:
 		return 0, err
@@ -94,11 +90,7 @@ func (op *rawOp) read(fd uintptr) bool {
 func (c *sysConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	op := &c.wr
-	op.p, op.n, op.errno = p, 0, 0
-	err := c.rc.Write(op.fn)
-	n, errno := op.n, op.errno
-	op.p = nil
+	n, errno, err := c.raw(&c.wr, p, true)
 	if err == nil && errno != 0 {
 		err = c.opError("write", errno)
 	}
@@ -122,6 +114,21 @@ func (op *rawOp) write(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// raw runs op's system call on p through the RawConn (which waits in the
+// netpoller while op reports false).
+func (c *sysConn) raw(op *rawOp, p []byte, write bool) (int, syscall.Errno, error) {
+	op.p, op.n, op.errno = p, 0, 0
+	var err error
+	if write {
+		err = c.rc.Write(op.fn)
+	} else {
+		err = c.rc.Read(op.fn)
+	}
+	n, errno := op.n, op.errno
+	op.p = nil // the caller's buffer is not kept
+	return n, errno, err
 }
 
 // opError is what net.TCPConn returns for a failed read or write, so errors are

@@ -114,7 +114,7 @@ func TestSubmitDeliversEveryCallBeforeDone(t *testing.T) {
 			t.Fatalf("call %s delivered %d times", c.RequestID, rec.delivered[c.RequestID])
 		}
 	}
-	if got := counterValue(t, reg, "apigw_connector_pipeline_calls_total", "result", "delivered"); int(got) != len(calls) {
+	if got := metricValue(t, reg, "apigw_connector_pipeline_calls_total", "result", "delivered"); int(got) != len(calls) {
 		t.Fatalf("delivered metric %v, want %d", got, len(calls))
 	}
 }
@@ -194,8 +194,9 @@ func TestOutcomesByResult(t *testing.T) {
 	}
 }
 
-// counterValue reads one series of a registered counter vector.
-func counterValue(t *testing.T, g prometheus.Gatherer, name, label, value string) float64 {
+// metricValue is the value of the counter or gauge name whose label has value
+// (the first series when label is "").
+func metricValue(t *testing.T, g prometheus.Gatherer, name, label, value string) float64 {
 	t.Helper()
 	mfs, err := g.Gather()
 	if err != nil {
@@ -206,9 +207,12 @@ func counterValue(t *testing.T, g prometheus.Gatherer, name, label, value string
 			continue
 		}
 		for _, m := range mf.GetMetric() {
+			if label == "" {
+				return m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			}
 			for _, lp := range m.GetLabel() {
 				if lp.GetName() == label && lp.GetValue() == value {
-					return m.GetCounter().GetValue()
+					return m.GetCounter().GetValue() + m.GetGauge().GetValue()
 				}
 			}
 		}
@@ -369,24 +373,9 @@ func TestAPanicWhileDecodingSkipsTheRecordNotTheWorker(t *testing.T) {
 	if o.DecodeErrors != 1 || o.Delivered != 1+len(goodCalls) || !o.Settled() {
 		t.Fatalf("outcome %+v: want the bad record cut at the panic (1 call before it delivered), the good one whole", o)
 	}
-	if got := counterValue(t, reg, "apigw_connector_decode_errors_total", "reason", "panic"); got != 1 {
+	if got := metricValue(t, reg, "apigw_connector_decode_errors_total", "reason", "panic"); got != 1 {
 		t.Fatalf(`decode_errors_total{reason="panic"} = %v, want 1`, got)
 	}
-}
-
-func gaugeValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
-	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("metric %s not found", name)
-	return 0
 }
 
 // A full buffer takes new calls again only once the workers have taken a
@@ -404,7 +393,7 @@ func TestFullBufferRefillsFromAQuarterDown(t *testing.T) {
 		s, _ := p.Submit(context.Background(), pipeline.Batch{Records: []pipeline.Record{{Data: traffic.GzipEnvelope("g", "s", evs)}}})
 		returned <- s
 	}()
-	buffered := func() float64 { return gaugeValue(t, reg, "apigw_connector_pipeline_calls_buffered") }
+	buffered := func() float64 { return metricValue(t, reg, "apigw_connector_pipeline_calls_buffered", "", "") }
 	waitFor := func(want float64) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
