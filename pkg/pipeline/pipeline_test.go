@@ -17,6 +17,7 @@ import (
 	"github.com/wallarm/apigw-connector/pkg/accesslog"
 	"github.com/wallarm/apigw-connector/pkg/cwlogs"
 	"github.com/wallarm/apigw-connector/pkg/pipeline"
+	"github.com/wallarm/apigw-connector/pkg/telemetry"
 	"github.com/wallarm/apigw-connector/pkg/traffic"
 )
 
@@ -114,7 +115,7 @@ func TestSubmitDeliversEveryCallBeforeDone(t *testing.T) {
 			t.Fatalf("call %s delivered %d times", c.RequestID, rec.delivered[c.RequestID])
 		}
 	}
-	if got := metricValue(t, reg, "apigw_connector_pipeline_calls_total", "result", "delivered"); int(got) != len(calls) {
+	if got := telemetry.Read(reg).Sum("apigw_connector_pipeline_calls_total", "result", "delivered"); int(got) != len(calls) {
 		t.Fatalf("delivered metric %v, want %d", got, len(calls))
 	}
 }
@@ -192,33 +193,6 @@ func TestOutcomesByResult(t *testing.T) {
 			}
 		})
 	}
-}
-
-// metricValue is the value of the counter or gauge name whose label has value
-// (the first series when label is "").
-func metricValue(t *testing.T, g prometheus.Gatherer, name, label, value string) float64 {
-	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if label == "" {
-				return m.GetCounter().GetValue() + m.GetGauge().GetValue()
-			}
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == label && lp.GetValue() == value {
-					return m.GetCounter().GetValue() + m.GetGauge().GetValue()
-				}
-			}
-		}
-	}
-	t.Fatalf("metric %s{%s=%q} not found", name, label, value)
-	return 0
 }
 
 func TestBackpressureBlocksSubmitWhenBufferIsFull(t *testing.T) {
@@ -373,7 +347,7 @@ func TestAPanicWhileDecodingSkipsTheRecordNotTheWorker(t *testing.T) {
 	if o.DecodeErrors != 1 || o.Delivered != 1+len(goodCalls) || !o.Settled() {
 		t.Fatalf("outcome %+v: want the bad record cut at the panic (1 call before it delivered), the good one whole", o)
 	}
-	if got := metricValue(t, reg, "apigw_connector_decode_errors_total", "reason", "panic"); got != 1 {
+	if got := telemetry.Read(reg).Sum("apigw_connector_decode_errors_total", "reason", "panic"); got != 1 {
 		t.Fatalf(`decode_errors_total{reason="panic"} = %v, want 1`, got)
 	}
 }
@@ -393,7 +367,7 @@ func TestFullBufferRefillsFromAQuarterDown(t *testing.T) {
 		s, _ := p.Submit(context.Background(), pipeline.Batch{Records: []pipeline.Record{{Data: traffic.GzipEnvelope("g", "s", evs)}}})
 		returned <- s
 	}()
-	buffered := func() float64 { return metricValue(t, reg, "apigw_connector_pipeline_calls_buffered", "", "") }
+	buffered := func() float64 { return telemetry.Read(reg).Sum("apigw_connector_pipeline_calls_buffered", "", "") }
 	waitFor := func(want float64) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
