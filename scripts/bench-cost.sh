@@ -107,6 +107,24 @@ replay_median() {
   ncpu="$(awk '{print $3}' "$work/runs" | median)"
 }
 
+# client_median NODE CALLS FN: BENCH_RUNS runs of FN, a client of the node at $addr that
+# prints calls_per_cpu_s=, each against a fresh NODE (devnode, or least: fails unless it got
+# CALLS calls once each); prints FN's lines and sets med, the median calls per CPU-second.
+client_median() {
+  local node=$1 calls=$2 fn=$3
+  : >"$work/client"
+  for _ in $(seq "$RUNS"); do
+    if [[ "$node" == least ]]; then least_start; else devnode_start; fi
+    "$fn" | tee -a "$work/client" | sed 's/^/  /'
+    if [[ "$node" == least ]]; then least_stop "$calls"; else devnode_stop; fi
+  done
+  med=$(sed -n 's/.*calls_per_cpu_s=\([0-9]*\).*/\1/p' "$work/client" | median)
+}
+python_client() { python3 scripts/bench/official_reference.py "$addr" "$work/py.jsonl"; }
+floor_client() { "$work/floor" -addr "$addr" -calls "$N" -conns 64; }
+# The pipelined floor: the defaults' 64 messages in flight, each connection's 16 in one write.
+pipelined_floor_client() { GOMAXPROCS=1 "$work/floor" -addr "$addr" -calls "$N" -conns 4 -depth 16; }
+
 DEVNODE_FLAGS=()
 echo "== replay of $N calls, default settings ($RUNS runs, medians)"
 replay_median devnode "$work/calls.jsonl"
@@ -117,23 +135,13 @@ us_ours=$(awk -v n="$N" -v c="$cpu" 'BEGIN {printf "%.1f", 1e6 * c / n}')
 us_dn=$(awk -v n="$N" -v c="$ncpu" 'BEGIN {printf "%.1f", 1e6 * c / n}')
 
 echo "== python reference (scripts/bench/official_reference.py), $NPY calls"
-: >"$work/py"
-for _ in $(seq "$RUNS"); do
-  devnode_start
-  python3 scripts/bench/official_reference.py "$addr" "$work/py.jsonl" | tee -a "$work/py" | sed 's/^/  /'
-  devnode_stop
-done
-py=$(sed -n 's/.*calls_per_cpu_s=\([0-9]*\).*/\1/p' "$work/py" | median)
+client_median devnode "$NPY" python_client
+py=$med
 echo "  python reference       $py calls/CPU-s (median)"
 
 echo "== transport floor (internal/transportfloor), $N calls on 64 connections"
-: >"$work/floor.out"
-for _ in $(seq "$RUNS"); do
-  devnode_start
-  "$work/floor" -addr "$addr" -calls "$N" -conns 64 | tee -a "$work/floor.out" | sed 's/^/  /'
-  devnode_stop
-done
-floor=$(sed -n 's/.*calls_per_cpu_s=\([0-9]*\).*/\1/p' "$work/floor.out" | median)
+client_median devnode "$N" floor_client
+floor=$med
 echo "  floor                  $floor calls/CPU-s (median)"
 
 lat_runs() { # label env...
@@ -200,29 +208,14 @@ echo "  replay                 $cpu CPU-s   $lours calls/CPU-s   (the least node
 replay_median least "$work/calls.jsonl" GOMAXPROCS=1
 lone=$(awk -v n="$N" -v c="$cpu" 'BEGIN {printf "%.0f", n / c}')
 echo "  replay, GOMAXPROCS=1   $cpu CPU-s   $lone calls/CPU-s"
-: >"$work/lfloor"
-for _ in $(seq "$RUNS"); do
-  least_start
-  "$work/floor" -addr "$addr" -calls "$N" -conns 64 | tee -a "$work/lfloor" | sed 's/^/  /'
-  least_stop "$N"
-done
-lfloor=$(sed -n 's/.*calls_per_cpu_s=\([0-9]*\).*/\1/p' "$work/lfloor" | median)
+client_median least "$N" floor_client
+lfloor=$med
 echo "  floor                  $lfloor calls/CPU-s (median)"
-: >"$work/pfloor"
-for _ in $(seq "$RUNS"); do
-  least_start
-  GOMAXPROCS=1 "$work/floor" -addr "$addr" -calls "$N" -conns 4 -depth 16 | tee -a "$work/pfloor" | sed 's/^/  /'
-  least_stop "$N"
-done
-pfloor=$(sed -n 's/.*calls_per_cpu_s=\([0-9]*\).*/\1/p' "$work/pfloor" | median)
+client_median least "$N" pipelined_floor_client
+pfloor=$med
 echo "  pipelined floor        $pfloor calls/CPU-s (median; 4 connections x depth 16, GOMAXPROCS=1)"
-: >"$work/lpy"
-for _ in $(seq "$RUNS"); do
-  least_start
-  python3 scripts/bench/official_reference.py "$addr" "$work/py.jsonl" | tee -a "$work/lpy" | sed 's/^/  /'
-  least_stop "$NPY"
-done
-lpy=$(sed -n 's/.*calls_per_cpu_s=\([0-9]*\).*/\1/p' "$work/lpy" | median)
+client_median least "$NPY" python_client
+lpy=$med
 echo "  python reference       $lpy calls/CPU-s (median)"
 echo "== the least node with a latency (leastnode -latency: replies in turn, as devnode's): $NL and $N calls"
 for calls in "$NL" "$N"; do
