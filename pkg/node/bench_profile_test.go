@@ -16,5 +16,6 @@ func BenchmarkProfileMessages(b *testing.B) {
 		}
 		buf = c.appendMessage(buf[:0], m, kindRequest)
 		buf = c.appendMessage(buf[:0], m, kindResponse)
+		freeMessage(m) // as Deliver does
 	}
 }

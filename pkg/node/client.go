@@ -233,6 +233,7 @@ func (c *Client) Deliver(ctx context.Context, call *accesslog.APICall) error {
 		c.log.Warn("node call not sendable, skipped", "request_id", encodeID(call.RequestID), "reason", label, "error", err)
 		return err
 	}
+	defer freeMessage(m) // nothing holds m once the call is settled: the bytes sent are copies
 	// A call cut short earlier may still be held by the node: its request
 	// accepted (only the response is owed: a second request message would be
 	// refused as a duplicate request id), or maybe accepted (its fate unseen).

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -64,4 +65,21 @@ func unhex(c byte) byte {
 		return c - 'A' + 10
 	}
 	return c - '0'
+}
+
+// FuzzIsDottedQuad checks bareIP's shortcut against netip: it accepts exactly
+// the IPv4 addresses that netip.ParseAddr reads back unchanged, so bareIP's
+// answer is the same with or without it.
+func FuzzIsDottedQuad(f *testing.F) {
+	for _, s := range []string{"203.0.113.7", "0.0.0.0", "255.255.255.255", "256.1.1.1", "01.2.3.4", "1.2.3", "1.2.3.4.5",
+		"1..2.3", ".1.2.3", "1.2.3.", "1.2.3.4:80", "::1", "1.2.3.04", "", "1.2.3.4 ", "१.2.3.4"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		a, err := netip.ParseAddr(s)
+		want := err == nil && a.Is4() && a.String() == s
+		if got := isDottedQuad(s); got != want {
+			t.Fatalf("isDottedQuad(%q) = %v, netip says %v (%v)", s, got, want, err)
+		}
+	})
 }

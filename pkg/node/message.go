@@ -54,18 +54,18 @@ func newRawProfile(env profileEnv) profile {
 // valid HTTP/1.1 request (a refused one would be retried forever and stall the stream).
 // A call that cannot be sent is a *RejectedError with code 0; label names why for
 // unsendable_total.
-func (p *rawProfile) message(call *accesslog.APICall) (m *message, label string, err error) {
+func (p *rawProfile) message(m *message, call *accesslog.APICall) (label string, err error) {
 	id := call.NodeID
 	if id == "" {
 		id = call.RequestID
 	}
-	m = &message{id: encodeID(id), method: call.Method}
+	m.id, m.method = encodeID(id), call.Method
 	if p.env.cfg.RequestIDFormat == RequestIDHex && id != "" {
 		sum := sha256.Sum256([]byte(id))
 		m.id = hex.EncodeToString(sum[:16])
 	}
-	notSendable := func(label, reason string) (*message, string, error) {
-		return nil, label, &RejectedError{RequestID: m.id, Message: kindRequest, Reason: reason}
+	notSendable := func(label, reason string) (string, error) {
+		return label, &RejectedError{RequestID: m.id, Message: kindRequest, Reason: reason}
 	}
 	if m.id == "" {
 		// The id pairs the two messages at the node: a made-up one would not be
@@ -103,7 +103,7 @@ func (p *rawProfile) message(call *accesslog.APICall) (m *message, label string,
 		}
 	}
 	m.target = target
-	return m, "", nil
+	return "", nil
 }
 
 // maxIDBytes caps the request id header value; longer ids keep a prefix and a hash.
@@ -274,7 +274,15 @@ func appendHeaders(b []byte, hdrs []hdrLine, m *message) []byte {
 }
 
 // trimValue drops a header value's leading and trailing blanks, as net/http did.
-func trimValue(s string) string { return strings.Trim(s, " \t") }
+// Checked first: most values have none, and strings.Trim builds its byte set per call.
+func trimValue(s string) string {
+	if s == "" || !isBlank(s[0]) && !isBlank(s[len(s)-1]) {
+		return s
+	}
+	return strings.Trim(s, " \t")
+}
+
+func isBlank(c byte) bool { return c == ' ' || c == '\t' }
 
 // removeZone drops an IPv6 zone from a bracketed host, as net/http did for Host.
 func removeZone(host string) string {
@@ -302,7 +310,7 @@ func escapePath(p string) string {
 	}
 	n := 0
 	for i := 0; i < len(p); i++ {
-		if needsEscape(p, i) {
+		if !pathChar[p[i]] && needsEscape(p, i) { // '%' is not a pathChar
 			n++
 		}
 	}
@@ -377,6 +385,9 @@ func bareIP(s string) string {
 	if i := strings.IndexByte(s, ','); i >= 0 { // a forwarded list: the first is the client
 		s = strings.TrimSpace(s[:i])
 	}
+	if isDottedQuad(s) { // what API Gateway logs for most clients: no parse needed
+		return s
+	}
 	if a, err := netip.ParseAddr(s); err == nil {
 		if a.Zone() != "" {
 			return a.WithZone("").String()
@@ -387,6 +398,32 @@ func bareIP(s string) string {
 		return ap.Addr().WithZone("").String()
 	}
 	return UnknownSourceIP
+}
+
+// isDottedQuad reports whether s is an IPv4 address as netip.ParseAddr
+// accepts it: four decimal fields of at most 255, without leading zeros.
+func isDottedQuad(s string) bool {
+	fields, val, digits := 0, 0, 0
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == '.' {
+			if digits == 0 || fields == 3 && i < len(s) {
+				return false
+			}
+			fields++
+			val, digits = 0, 0
+			continue
+		}
+		c := s[i]
+		if c < '0' || c > '9' || digits > 0 && val == 0 { // a leading zero
+			return false
+		}
+		val = val*10 + int(c-'0')
+		digits++
+		if val > 255 {
+			return false
+		}
+	}
+	return fields == 4
 }
 
 // sanitizeValue replaces control bytes, which may not appear in header values

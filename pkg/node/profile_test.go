@@ -30,10 +30,9 @@ func newJSONBodyProfile(env profileEnv) profile {
 	return &jsonBody{raw: newRawProfile(env).(*rawProfile), env: env}
 }
 
-func (p *jsonBody) message(call *accesslog.APICall) (*message, string, error) {
-	m, label, err := p.raw.message(call)
-	if err != nil {
-		return nil, label, err
+func (p *jsonBody) message(m *message, call *accesslog.APICall) (string, error) {
+	if label, err := p.raw.message(m, call); err != nil {
+		return label, err
 	}
 	body := func(v map[string]string) []byte {
 		b, _ := json.Marshal(v)
@@ -47,7 +46,7 @@ func (p *jsonBody) message(call *accesslog.APICall) (*message, string, error) {
 	}
 	m.method = "POST" // what the request message is sent as
 	m.target = p.env.basePath + "/"
-	return m, "", nil
+	return "", nil
 }
 
 func (p *jsonBody) appendMessage(b []byte, m *message, kind string) []byte {
