@@ -26,6 +26,8 @@ var ErrClosed = errors.New("pipeline is shut down")
 // rejected (transient failures are retried inside Deliver, without limit);
 // an error after ctx ended means abandoned. An error with an AlreadyHeld()
 // method reporting true is a delivery the node already had (counted apart).
+// call is the pipeline's until Deliver returns, and reused after: a forwarder
+// that keeps a call keeps a copy.
 type Forwarder interface {
 	Deliver(ctx context.Context, call *accesslog.APICall) error
 }
@@ -66,6 +68,15 @@ type job struct {
 	ctx  context.Context
 	call accesslog.APICall
 	s    *Settlement
+}
+
+// jobPool recycles jobs: a job is most of what a call allocates, and the
+// collector's work grows with it.
+var jobPool = sync.Pool{New: func() any { return new(job) }}
+
+func freeJob(j *job) {
+	*j = job{}
+	jobPool.Put(j)
 }
 
 // Pipeline decodes, parses and forwards batches, and settles them.
@@ -185,6 +196,7 @@ func (p *Pipeline) work() {
 			p.makeRoom()
 		}
 		p.deliver(j)
+		freeJob(j) // the forwarder keeps nothing of the call (Forwarder)
 	}
 }
 
@@ -362,12 +374,13 @@ func (p *Pipeline) submitLine(ctx context.Context, s *Settlement, line []byte, s
 		p.m.duplicate.Inc()
 		return
 	}
-	j := &job{ctx: ctx, call: call, s: s}
 	s.add()
 	if ctx.Err() != nil {
 		s.finish(resultAbandoned)
 		return
 	}
+	j := jobPool.Get().(*job)
+	j.ctx, j.call, j.s = ctx, call, s
 	p.m.buffered.Inc() // before the send: a worker may take the call and Dec at once
 	select {
 	case p.queue <- j:
@@ -384,6 +397,7 @@ func (p *Pipeline) submitLine(ctx context.Context, s *Settlement, line []byte, s
 		}
 	}
 	p.m.buffered.Dec()
+	freeJob(j)
 	s.finish(resultAbandoned)
 }
 
