@@ -3,6 +3,8 @@ package testenv
 import (
 	"context"
 	"log/slog"
+	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"github.com/wallarm/apigw-connector/pkg/accesslog"
 	"github.com/wallarm/apigw-connector/pkg/cwlogs"
 	"github.com/wallarm/apigw-connector/pkg/devnode"
+	"github.com/wallarm/apigw-connector/pkg/inventory"
 	"github.com/wallarm/apigw-connector/pkg/node"
 	"github.com/wallarm/apigw-connector/pkg/pipeline"
 	"github.com/wallarm/apigw-connector/pkg/traffic"
@@ -120,4 +123,18 @@ func AssertNoneLostIDs(t testing.TB, n *devnode.Server, ids []string) {
 	if len(repeated) > 0 {
 		t.Logf("%d request messages resent after an unseen outcome and refused by the node as duplicates (e.g. %v)", len(repeated), head(repeated))
 	}
+}
+
+// SameCalls reports whether two inventory snapshots hold the same calls. Their
+// time series are left out: devnode's window slides with the clock, so two
+// snapshots of the same calls taken either side of a step's end differ there.
+func SameCalls(a, b []inventory.Endpoint) bool {
+	strip := func(eps []inventory.Endpoint) []inventory.Endpoint {
+		out := slices.Clone(eps)
+		for i := range out {
+			out[i].Series = nil
+		}
+		return out
+	}
+	return reflect.DeepEqual(strip(a), strip(b))
 }

@@ -12,6 +12,8 @@ import (
 	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"go.uber.org/goleak"
+
+	"github.com/wallarm/apigw-connector/pkg/inventory"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -142,5 +144,28 @@ func TestMidHashKey(t *testing.T) {
 	}
 	if _, err := midHashKey("5", "5"); err == nil {
 		t.Error("midHashKey(5,5): want error")
+	}
+}
+
+func TestSameCallsLeavesOutTheSlidingSeries(t *testing.T) {
+	t.Parallel()
+	at := time.Unix(1795515330, 0).UTC()
+	ep := func(calls int64, steps int) inventory.Endpoint {
+		return inventory.Endpoint{Host: "api.example.com", Method: "GET", Path: "/a", Calls: calls,
+			Statuses: map[int]int64{200: calls}, FirstSeen: at, LastSeen: at,
+			Series: &inventory.Series{Start: at, Step: 10 * time.Second, Counts: make([]int64, steps)}}
+	}
+	for _, tt := range []struct {
+		name string
+		a, b []inventory.Endpoint
+		want bool
+	}{
+		{"same calls, the window one step on", []inventory.Endpoint{ep(1, 1)}, []inventory.Endpoint{ep(1, 2)}, true},
+		{"one more call", []inventory.Endpoint{ep(1, 1)}, []inventory.Endpoint{ep(2, 1)}, false},
+		{"one more endpoint", []inventory.Endpoint{ep(1, 1)}, []inventory.Endpoint{ep(1, 1), ep(1, 1)}, false},
+	} {
+		if got := SameCalls(tt.a, tt.b); got != tt.want {
+			t.Errorf("%s: SameCalls = %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }
