@@ -87,8 +87,7 @@ func (c *Client) buildProfile() {
 	c.probeHdrs = sortedLines(staticHeaders(c.static))
 }
 
-// messagePool recycles messages: one per call otherwise, a sixth of a call's
-// allocated bytes.
+// messagePool recycles messages: one allocation per call otherwise.
 var messagePool = sync.Pool{New: func() any { return new(message) }}
 
 // newMessage builds the call's message with the configured profile; once the

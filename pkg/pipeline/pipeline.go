@@ -70,8 +70,8 @@ type job struct {
 	s    *Settlement
 }
 
-// jobPool recycles jobs: a job is most of what a call allocates, and the
-// collector's work grows with it.
+// jobPool recycles jobs: with its call, a job (384 bytes) is the largest
+// allocation of a call, and the collector's work grows with what is allocated.
 var jobPool = sync.Pool{New: func() any { return new(job) }}
 
 func freeJob(j *job) {
