@@ -52,8 +52,8 @@ run go test -race -count=1 -timeout 25m ./...
 # The race detector builds pkg/node's socket reads and writes through package
 # syscall (sysconn_race_linux.go); the raw system calls a real build uses are
 # tested here, with the whole node client over them.
-stage "go test pkg/node" "without -race: the raw system call path of the node client's sockets"
-run go test -count=1 -timeout 5m ./pkg/node/
+stage "go test pkg/node pkg/pipeline" "without -race: the raw system call path of the node client's sockets, allocations per call"
+run go test -count=1 -timeout 5m ./pkg/node/ ./pkg/pipeline/
 
 # Every func FuzzXxx in a _test.go file, run briefly in its package.
 targets=()

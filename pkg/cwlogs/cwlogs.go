@@ -65,10 +65,11 @@ type Meta struct {
 	SubscriptionFilters []string
 }
 
-// Event is one log event. Message may alias the decoder's buffers or the
-// input: it is valid only during the callback. ID is empty for extracted lines.
+// Event is one log event. ID and Message alias the decoder's buffers or the
+// input: they are valid only during the callback (a string per event would
+// be an allocation per call). ID is empty for extracted lines.
 type Event struct {
-	ID        string
+	ID        []byte
 	Timestamp int64 // epoch ms; 0 for extracted lines
 	Message   []byte
 }

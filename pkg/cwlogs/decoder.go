@@ -47,6 +47,7 @@ type state struct {
 	buf  []byte // decompressed member
 	msg  []byte // unescaped message
 	tmp  []byte // unescaped short strings (keys, meta)
+	id   []byte // the event's id
 	br   bytes.Reader
 	meta Meta
 	ev   Event
@@ -786,7 +787,8 @@ func (st *state) event(b []byte, i int) (int, error) {
 				return next, err
 			}
 			i = next
-			st.ev.ID = string(v)
+			st.id = append(st.id[:0], v...) // v may alias tmp, which a later key reuses
+			st.ev.ID = st.id
 		case "timestamp":
 			start := i
 			if i < len(b) && b[i] == '"' { // tolerate a quoted number

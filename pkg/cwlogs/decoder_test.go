@@ -30,7 +30,7 @@ func decodeAll(t *testing.T, d *cwlogs.Decoder, data []byte) ([]got, cwlogs.Stat
 	stats, err := d.Decode(data, func(m *cwlogs.Meta, ev *cwlogs.Event) {
 		mc := *m
 		mc.SubscriptionFilters = append([]string(nil), m.SubscriptionFilters...)
-		out = append(out, got{meta: mc, id: ev.ID, ts: ev.Timestamp, msg: string(ev.Message)})
+		out = append(out, got{meta: mc, id: string(ev.ID), ts: ev.Timestamp, msg: string(ev.Message)})
 	})
 	if err != nil {
 		var de *cwlogs.DecodeError

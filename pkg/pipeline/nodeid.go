@@ -34,13 +34,15 @@ type eventKey [sha256.Size]byte
 // envelopeKey identifies a CloudWatch Logs event by its log group, log stream
 // and event id: none of them is client-controlled. Lengths are written before
 // the values so that no two triples encode alike.
-func envelopeKey(meta *cwlogs.Meta, eventID string) eventKey {
+func envelopeKey(meta *cwlogs.Meta, eventID []byte) eventKey {
 	var scratch [256]byte
 	b := append(scratch[:0], 'e')
-	for _, s := range [...]string{meta.LogGroup, meta.LogStream, eventID} {
+	for _, s := range [...]string{meta.LogGroup, meta.LogStream} {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
+	b = binary.AppendUvarint(b, uint64(len(eventID)))
+	b = append(b, eventID...)
 	return sha256.Sum256(b)
 }
 

@@ -33,7 +33,7 @@ func FuzzNodeID(f *testing.F) {
 		other := &accesslog.APICall{RequestID: reqID + "x"}
 		meta := &cwlogs.Meta{LogGroup: group, LogStream: stream}
 
-		k1, k1again, k2 := envelopeKey(meta, ev1), envelopeKey(&cwlogs.Meta{LogGroup: group, LogStream: stream}, ev1), envelopeKey(meta, ev2)
+		k1, k1again, k2 := envelopeKey(meta, []byte(ev1)), envelopeKey(&cwlogs.Meta{LogGroup: group, LogStream: stream}, []byte(ev1)), envelopeKey(meta, []byte(ev2))
 		id1 := nodeID(call, &k1)
 		validNodeID(t, id1)
 		if nodeID(call, &k1again) != id1 {
@@ -43,7 +43,7 @@ func FuzzNodeID(f *testing.F) {
 			t.Fatalf("events %q and %q share node id %q", ev1, ev2, id1)
 		}
 		// Moving bytes between group, stream and event id is another event.
-		if shifted := envelopeKey(&cwlogs.Meta{LogGroup: group + stream, LogStream: ""}, ev1); stream != "" && shifted == k1 {
+		if shifted := envelopeKey(&cwlogs.Meta{LogGroup: group + stream, LogStream: ""}, []byte(ev1)); stream != "" && shifted == k1 {
 			t.Fatal("group/stream boundary lost")
 		}
 
@@ -77,10 +77,11 @@ func BenchmarkNodeID(b *testing.B) {
 	call := &accesslog.APICall{RequestID: "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"}
 	meta := &cwlogs.Meta{LogGroup: "/aws/apigateway/shop-prod", LogStream: "0123456789abcdef0123456789abcdef"}
 	line := []byte(`{"requestId":"c6af9ac6-7b61-11e6-9a41-93e8deadbeef","httpMethod":"GET","path":"/prod/pets/42","status":"200","domainName":"abc123.execute-api.us-east-1.amazonaws.com","sourceIp":"203.0.113.7","userAgent":"curl/8.10.1","requestTimeEpoch":"1795515330123"}`)
+	id := []byte("37190000000000000000000000000000000000000000000000000001")
 	b.Run("envelope", func(b *testing.B) {
 		b.ReportAllocs()
 		for range b.N {
-			k := envelopeKey(meta, "37190000000000000000000000000000000000000000000000000001")
+			k := envelopeKey(meta, id)
 			_ = nodeID(call, &k)
 		}
 	})

@@ -316,71 +316,22 @@ func (p *Pipeline) submitLines(ctx context.Context, s *Settlement, source string
 }
 
 // submitLine counts one log event, parses it, names its host and node id,
-// and queues its call.
+// and queues its call. The call is parsed into its job: handed to the
+// filter and the host rules by pointer, a call of its own would escape to
+// the heap, a second allocation of its size per call.
 func (p *Pipeline) submitLine(ctx context.Context, s *Settlement, line []byte, source, recordID string, meta *cwlogs.Meta, ev *cwlogs.Event) {
-	var eventID string
-	if ev != nil {
-		eventID = ev.ID
-	}
-	s.outcome.Events++
-	p.m.events.Inc()
-	call, err := p.parser.Parse(line)
-	if err != nil {
-		s.outcome.ParseErrors++
-		reason := "other"
-		var pe *accesslog.ParseError
-		if errors.As(err, &pe) {
-			reason = pe.Reason
-		}
-		p.m.parseErrors.WithLabelValues(reason).Inc()
-		attrs := []any{"source", source, "record", recordID, "reason", reason, "err", err}
-		if meta != nil {
-			attrs = append(attrs, "account", meta.Owner, "log_group", meta.LogGroup, "log_stream", meta.LogStream, "event", eventID)
-		}
-		p.log.Warn("skipping log line that is not an API call", attrs...)
-		return
-	}
-	var logGroup string
-	if meta != nil {
-		logGroup = meta.LogGroup
-		call.Account, call.LogGroup = meta.Owner, meta.LogGroup
-	}
-	if ev != nil && ev.Timestamp > 0 {
-		call.LogTime = time.UnixMilli(ev.Timestamp)
-	}
-	p.m.accountCall(call.Account)
-	if !p.hosts.resolve(&call, logGroup) {
-		s.outcome.ParseErrors++
-		p.m.noHost.Inc() // resolve warned once for the log group
-		return
-	}
-	var key eventKey
-	if eventID != "" && meta != nil {
-		key = envelopeKey(meta, eventID)
-	} else {
-		sum := sha256.Sum256(line)
-		key = lineKey(sum, s.occ.next(recordID, sum))
-	}
-	call.NodeID = nodeID(&call, &key)
-	s.outcome.Calls++
-	p.m.calls.Inc()
-	if p.filter != nil && !p.filter.Filter(&call) {
-		s.outcome.Filtered++
-		p.m.filtered.Inc()
-		return
-	}
-	if s.dedup != nil && s.dedup.Delivered(call.NodeID) {
-		s.outcome.Duplicates++
-		p.m.duplicate.Inc()
+	j := jobPool.Get().(*job)
+	if !p.prepare(s, &j.call, line, source, recordID, meta, ev) {
+		freeJob(j)
 		return
 	}
 	s.add()
 	if ctx.Err() != nil {
+		freeJob(j)
 		s.finish(resultAbandoned)
 		return
 	}
-	j := jobPool.Get().(*job)
-	j.ctx, j.call, j.s = ctx, call, s
+	j.ctx, j.s = ctx, s
 	p.m.buffered.Inc() // before the send: a worker may take the call and Dec at once
 	select {
 	case p.queue <- j:
@@ -399,6 +350,69 @@ func (p *Pipeline) submitLine(ctx context.Context, s *Settlement, line []byte, s
 	p.m.buffered.Dec()
 	freeJob(j)
 	s.finish(resultAbandoned)
+}
+
+// prepare parses line into call and gives it its host and node id; false
+// when the call is not to be queued (not an API call, no host, filtered, a
+// duplicate), which it counts.
+func (p *Pipeline) prepare(s *Settlement, call *accesslog.APICall, line []byte, source, recordID string, meta *cwlogs.Meta, ev *cwlogs.Event) bool {
+	var eventID []byte
+	if ev != nil {
+		eventID = ev.ID
+	}
+	s.outcome.Events++
+	p.m.events.Inc()
+	var err error
+	if *call, err = p.parser.Parse(line); err != nil {
+		s.outcome.ParseErrors++
+		reason := "other"
+		var pe *accesslog.ParseError
+		if errors.As(err, &pe) {
+			reason = pe.Reason
+		}
+		p.m.parseErrors.WithLabelValues(reason).Inc()
+		attrs := []any{"source", source, "record", recordID, "reason", reason, "err", err}
+		if meta != nil {
+			attrs = append(attrs, "account", meta.Owner, "log_group", meta.LogGroup, "log_stream", meta.LogStream, "event", string(eventID))
+		}
+		p.log.Warn("skipping log line that is not an API call", attrs...)
+		return false
+	}
+	var logGroup string
+	if meta != nil {
+		logGroup = meta.LogGroup
+		call.Account, call.LogGroup = meta.Owner, meta.LogGroup
+	}
+	if ev != nil && ev.Timestamp > 0 {
+		call.LogTime = time.UnixMilli(ev.Timestamp)
+	}
+	p.m.accountCall(call.Account)
+	if !p.hosts.resolve(call, logGroup) {
+		s.outcome.ParseErrors++
+		p.m.noHost.Inc() // resolve warned once for the log group
+		return false
+	}
+	var key eventKey
+	if len(eventID) > 0 && meta != nil {
+		key = envelopeKey(meta, eventID)
+	} else {
+		sum := sha256.Sum256(line)
+		key = lineKey(sum, s.occ.next(recordID, sum))
+	}
+	call.NodeID = nodeID(call, &key)
+	s.outcome.Calls++
+	p.m.calls.Inc()
+	if p.filter != nil && !p.filter.Filter(call) {
+		s.outcome.Filtered++
+		p.m.filtered.Inc()
+		return false
+	}
+	if s.dedup != nil && s.dedup.Delivered(call.NodeID) {
+		s.outcome.Duplicates++
+		p.m.duplicate.Inc()
+		return false
+	}
+	return true
 }
 
 // waitRoom waits, once the queue is full, until the workers have taken it
