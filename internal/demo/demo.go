@@ -30,8 +30,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
-	"github.com/wallarm/apigw-connector/internal/emulator"
 
+	"github.com/wallarm/apigw-connector/internal/emulator"
 	"github.com/wallarm/apigw-connector/pkg/devnode"
 	"github.com/wallarm/apigw-connector/pkg/traffic"
 )
