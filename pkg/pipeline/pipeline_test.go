@@ -39,6 +39,15 @@ func newRecorder() *recorder {
 	return &recorder{delivered: map[string]int{}, reject: map[string]bool{}}
 }
 
+// newGatedRecorder is a recorder that holds every call until the test sends a
+// token on gate, and reports each call as it enters.
+func newGatedRecorder() *recorder {
+	r := newRecorder()
+	r.gate = make(chan struct{})
+	r.entered = make(chan string, 100)
+	return r
+}
+
 func (r *recorder) Deliver(ctx context.Context, c *accesslog.APICall) error {
 	if r.entered != nil {
 		r.entered <- c.RequestID
@@ -122,9 +131,7 @@ func TestSubmitDeliversEveryCallBeforeDone(t *testing.T) {
 
 func TestSettlementWaitsForTheSlowestCall(t *testing.T) {
 	t.Parallel()
-	rec := newRecorder()
-	rec.gate = make(chan struct{})
-	rec.entered = make(chan string, 100)
+	rec := newGatedRecorder()
 	p, _ := newPipeline(t, rec, pipeline.Config{MaxBufferedCalls: 64, Workers: 8})
 	g := traffic.New(traffic.Options{Seed: 2})
 	evs, _ := g.Events(nil, 3)
@@ -197,9 +204,7 @@ func TestOutcomesByResult(t *testing.T) {
 
 func TestBackpressureBlocksSubmitWhenBufferIsFull(t *testing.T) {
 	t.Parallel()
-	rec := newRecorder()
-	rec.gate = make(chan struct{})
-	rec.entered = make(chan string, 100)
+	rec := newGatedRecorder()
 	p, _ := newPipeline(t, rec, pipeline.Config{MaxBufferedCalls: 1, Workers: 1})
 	g := traffic.New(traffic.Options{Seed: 4})
 	evs, _ := g.Events(nil, 4)
@@ -295,9 +300,7 @@ func TestLinesFormat(t *testing.T) {
 
 func TestShutdownDeadlineAbandonsStuckCalls(t *testing.T) {
 	t.Parallel()
-	rec := newRecorder()
-	rec.gate = make(chan struct{})
-	rec.entered = make(chan string, 100)
+	rec := newGatedRecorder()
 	p, _ := newPipeline(t, rec, pipeline.Config{MaxBufferedCalls: 64, Workers: 2})
 	recs, calls := records(t, 8, 2)
 	s, _ := p.Submit(context.Background(), pipeline.Batch{Records: recs})
@@ -357,9 +360,7 @@ func TestAPanicWhileDecodingSkipsTheRecordNotTheWorker(t *testing.T) {
 // goroutine for every call of a backlog.
 func TestFullBufferRefillsFromAQuarterDown(t *testing.T) {
 	t.Parallel()
-	rec := newRecorder()
-	rec.gate = make(chan struct{})
-	rec.entered = make(chan string, 100)
+	rec := newGatedRecorder()
 	p, reg := newPipeline(t, rec, pipeline.Config{MaxBufferedCalls: 8, Workers: 1})
 	evs, _ := traffic.New(traffic.Options{Seed: 5}).Events(nil, 40)
 	returned := make(chan *pipeline.Settlement, 1)
