@@ -133,15 +133,18 @@ func newConnPool(maxConns, depth int, replyTimeout time.Duration, dial func(cont
 }
 
 // get picks a connection for one exchange (dialing one if needed), waiting for
-// capacity or ctx. The caller must send on it (pconn.send).
-func (p *connPool) get(ctx context.Context) (*pconn, error) {
+// capacity or ctx. The caller must send on it (pconn.send) with now, the time
+// of the pick: one clock reading serves both (it is dear on some hosts, and
+// there are two messages per call).
+func (p *connPool) get(ctx context.Context) (*pconn, time.Time, error) {
 	for {
+		now := time.Now()
 		p.mu.Lock()
 		p.closing = false
-		if pc := p.pick(); pc != nil {
+		if pc := p.pick(now.UnixNano()); pc != nil {
 			pc.inflight++
 			p.mu.Unlock()
-			return pc, nil
+			return pc, now, nil
 		}
 		// Pipelining: while a connection is being opened, wait for it rather
 		// than open another (it can take those who wait, up to depth); else
@@ -149,12 +152,13 @@ func (p *connPool) get(ctx context.Context) (*pconn, error) {
 		if len(p.conns)+p.dialing < p.max && (p.dialing == 0 || !p.joinPays(1)) {
 			p.dialing++
 			p.mu.Unlock()
-			return p.dialNew(ctx)
+			pc, err := p.dialNew(ctx)
+			return pc, time.Now(), err
 		}
 		if pc := p.leastLoaded(); pc != nil && p.dialing == 0 {
 			pc.inflight++
 			p.mu.Unlock()
-			return pc, nil
+			return pc, now, nil
 		}
 		p.waiters++
 		wait := p.freed
@@ -168,17 +172,16 @@ func (p *connPool) get(ctx context.Context) (*pconn, error) {
 			p.mu.Lock()
 			p.waiters--
 			p.mu.Unlock()
-			return nil, ctx.Err()
+			return nil, now, ctx.Err()
 		}
 	}
 }
 
 // pick returns a busy connection worth joining (the fullest whose expected
 // wait is short: batches stay large) or else an idle one (the most recently
-// used: the others age out), or nil.
-func (p *connPool) pick() *pconn {
+// used: the others age out), or nil. now is the time in unix ns.
+func (p *connPool) pick(now int64) *pconn {
 	var join, idle *pconn
-	var now int64
 	// Now and then a message joins a connection with one message ahead even
 	// when the estimates say no: else a gap measured while the node was
 	// slow would never be measured again.
@@ -192,9 +195,6 @@ func (p *connPool) pick() *pconn {
 		}
 		if n >= p.depth || (join != nil && n <= join.inflight) {
 			continue
-		}
-		if now == 0 {
-			now = time.Now().UnixNano()
 		}
 		if time.Duration(now-pc.headSince.Load()) > pipelineStall {
 			continue // the node sits on a message here: do not pile more behind it
@@ -351,8 +351,8 @@ func (p *connPool) closeIdle() {
 // callers queued meanwhile (one of them writes for all). reused reports that
 // the connection carried or carries other exchanges: a failure without a
 // reply there says the node closed a connection it had kept, not that this
-// message failed.
-func (pc *pconn) send(x *pending, build func([]byte) []byte) (reused bool) {
+// message failed. now, from get, is the time it counts as sent.
+func (pc *pconn) send(x *pending, now time.Time, build func([]byte) []byte) (reused bool) {
 	pc.mu.Lock()
 	if pc.dead {
 		pc.mu.Unlock()
@@ -361,7 +361,7 @@ func (pc *pconn) send(x *pending, build func([]byte) []byte) (reused bool) {
 		return false
 	}
 	reused = pc.replies > 0 || len(pc.queue) > 0
-	x.sentAt = time.Now()
+	x.sentAt = now
 	if len(pc.queue) == 0 {
 		// Replies take from the front; without this the queue walks off the
 		// array's end and reallocates every few messages.

@@ -50,13 +50,13 @@ func (c *Client) exchange(ctx context.Context, m *message, kind string) (reply, 
 	}
 	build := func(b []byte) []byte { return c.appendMessage(b, m, kind) }
 	for resent := false; ; {
-		pc, err := c.pool.get(ctx)
+		pc, now, err := c.pool.get(ctx)
 		if err != nil {
 			return reply{}, err
 		}
 		x := pendingPool.Get().(*pending)
 		x.method = method
-		reused := pc.send(x, build)
+		reused := pc.send(x, now, build)
 		select {
 		case <-x.done:
 		case <-ctx.Done():
