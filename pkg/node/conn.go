@@ -384,10 +384,13 @@ func (pc *pconn) send(x *pending, now time.Time, build func([]byte) []byte) (reu
 		return reused
 	}
 	pc.writing = true
-	if pc.p.joinPays(len(pc.queue)) {
-		// Let callers that are ready to send queue behind this message, so
-		// that one write carries them all. Not when none would join (a node
-		// slow per message): the yield would only delay this one.
+	// Let callers that are ready to send queue behind this message, so that
+	// one write carries them all; again while the last yield brought some
+	// (their wake-ups let replies on other connections wake more callers).
+	// Not when none would join (a node slow per message): the yield would
+	// only delay this one.
+	for n := 0; n < len(pc.queue) && len(pc.queue) < pc.p.depth && pc.p.joinPays(len(pc.queue)); {
+		n = len(pc.queue)
 		pc.mu.Unlock()
 		runtime.Gosched()
 		pc.mu.Lock()
