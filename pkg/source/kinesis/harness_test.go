@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wallarm/apigw-connector/internal/testenv"
+	"github.com/wallarm/apigw-connector/internal/testenv/testkit"
 	"github.com/wallarm/apigw-connector/pkg/accesslog"
 	"github.com/wallarm/apigw-connector/pkg/cwlogs"
 	"github.com/wallarm/apigw-connector/pkg/lease"
@@ -152,7 +153,13 @@ type env struct {
 	onEnd   func(worker, shard string)
 	// logTo, when set before a worker starts, receives its log (text, info and above).
 	logTo io.Writer
+	// workerLog keeps every worker's log (info and above), printed when the test fails: a
+	// failure seen once in CI then says what the workers did.
+	workerLog testkit.SyncBuffer
 }
+
+// failLogTail is how much of the workers' log a failed test prints.
+const failLogTail = 64 << 10
 
 var nameSeq atomic.Int64
 
@@ -170,6 +177,17 @@ func newEnv(t *testing.T, kinesisEP, dynamoEP string, shards int32) *env {
 	}
 	e.kc = kinesis.NewFromConfig(e.awsCfg)
 	e.db = dynamodb.NewFromConfig(e.awsCfg)
+	// Registered before any worker's stop, so it runs after them and shows their shutdown.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		out := e.workerLog.String()
+		if len(out) > failLogTail {
+			out = "[...]\n" + out[len(out)-failLogTail:]
+		}
+		t.Logf("the workers' log (info and above):\n%s", out)
+	})
 	testenv.CreateStream(t, e.kc, e.stream, shards)
 	return e
 }
@@ -215,9 +233,13 @@ func (e *env) startWorkerVia(name string, awsCfg aws.Config, mod func(*Config)) 
 		mod(&cfg)
 	}
 	reg := prometheus.NewRegistry()
-	log := testLogger(t).With("worker", name)
+	var to io.Writer = &e.workerLog
 	if e.logTo != nil {
-		log = slog.New(slog.NewTextHandler(e.logTo, nil)).With("worker", name)
+		to = io.MultiWriter(e.logTo, &e.workerLog)
+	}
+	log := slog.New(slog.NewTextHandler(to, nil)).With("worker", name)
+	if os.Getenv("KINESIS_TEST_LOG") != "" && e.logTo == nil {
+		log = testLogger(t).With("worker", name) // everything, as it happens
 	}
 	pcfg := pipeline.DefaultConfig()
 	pcfg.Workers = 16
