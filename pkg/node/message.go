@@ -414,7 +414,7 @@ func isDottedQuad(s string) bool {
 			continue
 		}
 		c := s[i]
-		if c < '0' || c > '9' || digits > 0 && val == 0 { // a leading zero
+		if !isDigit(c) || digits > 0 && val == 0 { // a leading zero
 			return false
 		}
 		val = val*10 + int(c-'0')
