@@ -233,14 +233,16 @@ func (e *env) startWorkerVia(name string, awsCfg aws.Config, mod func(*Config)) 
 		mod(&cfg)
 	}
 	reg := prometheus.NewRegistry()
-	var to io.Writer = &e.workerLog
-	if e.logTo != nil {
-		to = io.MultiWriter(e.logTo, &e.workerLog)
+	var log *slog.Logger
+	switch {
+	case e.logTo != nil:
+		log = slog.New(slog.NewTextHandler(io.MultiWriter(e.logTo, &e.workerLog), nil))
+	case os.Getenv("KINESIS_TEST_LOG") != "":
+		log = testLogger(t) // everything, as it happens
+	default:
+		log = slog.New(slog.NewTextHandler(&e.workerLog, nil))
 	}
-	log := slog.New(slog.NewTextHandler(to, nil)).With("worker", name)
-	if os.Getenv("KINESIS_TEST_LOG") != "" && e.logTo == nil {
-		log = testLogger(t).With("worker", name) // everything, as it happens
-	}
+	log = log.With("worker", name)
 	pcfg := pipeline.DefaultConfig()
 	pcfg.Workers = 16
 	pipe, err := pipeline.New(pcfg, recordingForwarder{r: e.rec, worker: name}, cwlogs.NewDecoder(cwlogs.DefaultOptions()),
