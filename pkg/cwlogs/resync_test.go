@@ -2,8 +2,10 @@ package cwlogs_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -110,11 +112,20 @@ func buildResync(choices []byte, seed uint64) resyncCase {
 			members = append(members, traffic.Gzip(nil))
 			isBad = false
 		case kindCorruptGzip, kindTruncatedGz:
-			m := traffic.Gzip(traffic.Envelope("g", "s", events("bad")))
+			doc := traffic.Envelope("g", "s", events("bad"))
+			m := traffic.Gzip(doc)
 			if kind == kindCorruptGzip {
 				m[10+(len(m)-18)/2] ^= 0xff // in the deflate data: header bytes like mtime are not checked
 			} else {
-				m = m[:10+rng.IntN(len(m)-10)]
+				// Cut inside the document: a member cut in its trailer, or
+				// after its last literal, still inflates to the whole,
+				// intact document, which a streaming reader may pass on
+				// before it meets the cut (found by FuzzStreamResync).
+				cut := 10 + rng.IntN(len(m)-10)
+				for cut > 10 && len(inflatePrefix(m[:cut])) >= len(doc) {
+					cut--
+				}
+				m = m[:cut]
 			}
 			members = append(members, m)
 		}
@@ -150,6 +161,17 @@ func buildResync(choices []byte, seed uint64) resyncCase {
 		rc.data = append(bytes.Join(plain, []byte("\n")), '\n')
 	}
 	return rc
+}
+
+// inflatePrefix is what a gzip reader yields from a member cut short, up to
+// the cut.
+func inflatePrefix(m []byte) []byte {
+	zr, err := gzip.NewReader(bytes.NewReader(m))
+	if err != nil {
+		return nil
+	}
+	out, _ := io.ReadAll(zr) // the error is the cut
+	return out
 }
 
 // checkResync decodes rc and asserts the resync contract.
